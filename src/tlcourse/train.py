@@ -1,0 +1,237 @@
+"""The training loop: ``train_one_epoch``, ``evaluate``, ``fit`` -> ``History``, with resumable checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import checkpoint, models
+from .checkpoint import ModelMeta
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    accuracy: float
+
+
+@dataclass
+class History:
+    """Per-epoch numbers from :func:`fit`; ``to_frame()`` gives a table."""
+
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    interrupted: bool = False
+
+    @property
+    def best_acc(self) -> float:
+        return max(self.test_acc) if self.test_acc else float("nan")
+
+    def to_frame(self):
+        import pandas as pd
+
+        cols = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"]
+        return pd.DataFrame({c: getattr(self, c) for c in cols}).set_index("epoch")
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.ndim == 4 else x
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
+                    criterion: nn.Module | None = None, amp: bool = True, scaler=None,
+                    progress: bool = True, desc: str = "train") -> EpochResult:
+    """One pass over ``loader``: forward, loss, backward, step. Frozen BatchNorm stays in eval mode."""
+    criterion = criterion or nn.CrossEntropyLoss()
+    device = _device_of(model)
+    models.train_mode(model)
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        x, y = _to(x, device), y.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(device, amp):
+            logits = model(x)
+            loss = criterion(logits, y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        # Accumulate on the device: no host round trip per step.
+        total_loss += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    return EpochResult(total_loss.item() / max(seen, 1), correct.item() / max(seen, 1))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: Iterable, amp: bool = True, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) for a whole loader, on the CPU, in float32."""
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    outs, labels = [], []
+    for x, y in tqdm(loader, desc="predict", leave=False, disable=not progress):
+        with _autocast(device, amp):
+            outs.append(model(_to(x, device)).float())
+        labels.append(y)
+    model.train(was_training)
+    return torch.cat(outs).cpu(), torch.cat(labels).cpu()
+
+
+def evaluate(model: nn.Module, loader: Iterable, criterion: nn.Module | None = None,
+             amp: bool = True, progress: bool = False) -> EpochResult:
+    """Mean loss and top-1 accuracy over ``loader`` in eval mode."""
+    logits, labels = predict(model, loader, amp, progress)
+    loss = (criterion or nn.CrossEntropyLoss())(logits, labels).item()
+    return EpochResult(loss, (logits.argmax(1) == labels).float().mean().item())
+
+
+def make_optimizer(model: nn.Module, lr: float, kind: str = "adam", weight_decay: float = 0.0,
+                   param_groups: list[dict] | None = None) -> torch.optim.Optimizer:
+    """Adam (the seed's) or SGD with momentum, over trainable parameters only."""
+    params = param_groups or [p for p in model.parameters() if p.requires_grad]
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    raise ValueError(f"optimizer kind must be adam, adamw or sgd, not {kind!r}")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, step_size: int = 10, gamma: float = 0.1):
+    """The seed's StepLR: multiply the rate by ``gamma`` every ``step_size`` epochs."""
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch RNG states as plain data (loadable with ``weights_only=True``)."""
+    np_state = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:]))}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Undo :func:`rng_state`."""
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def fit(model: nn.Module, train_loader, test_loader, epochs: int, lr: float = 1e-3,
+        optimizer: torch.optim.Optimizer | None = None, scheduler=None, device: str | None = None,
+        checkpoint_path: str | Path | None = None, meta: ModelMeta | None = None,
+        resume: bool = False, patience: int | None = None, amp: bool = True, progress: bool = True,
+        log: Callable[[str], None] | None = print, desc: str = "") -> History:
+    """Train for ``epochs``, evaluating after each; the seed's Adam + StepLR(10, 0.1) by default.
+
+    With ``checkpoint_path`` the full training state is written there after every epoch (resume
+    with ``resume=True``) and, when ``meta`` is given, the best epoch's weights go to
+    :func:`checkpoint.best_path` as a model file. ``patience`` stops after that many
+    epochs without a lower test loss. Ctrl-C ends the run after saving; the history so far is returned.
+    """
+    device = torch.device(device) if device else _device_of(model)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer = optimizer or make_optimizer(model, lr)
+    scheduler = scheduler or make_scheduler(optimizer)
+    scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" and not torch.cuda.is_bf16_supported() else None
+    history, start, best_loss, bad_epochs = History(), 0, float("inf"), 0
+    path = Path(checkpoint_path) if checkpoint_path else None
+    loader_gen = getattr(train_loader, "generator", None)  # a DataLoader's shuffle generator
+    best_path = checkpoint.best_path(path) if path else None
+    if resume and path and path.exists():
+        state = checkpoint.safe_load(path, checkpoint.STATE_FORMAT)
+        checkpoint.load_weights(model, state["model"], path)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        if loader_gen is not None and "loader_rng" in state:
+            loader_gen.set_state(state["loader_rng"])
+        history = History(**state["history"])
+        start, best_loss, bad_epochs = state["epoch"], state["best_loss"], state["bad_epochs"]
+        if log:
+            log(f"resumed from {path} after epoch {start}")
+    epoch = start
+    try:
+        for epoch in range(start, epochs):
+            if hasattr(train_loader, "set_epoch"):
+                train_loader.set_epoch(epoch)  # TensorLoader: the epoch's shuffle comes from (seed, epoch)
+            t0 = time.perf_counter()
+            tr = train_one_epoch(model, train_loader, optimizer, amp=amp, scaler=scaler, progress=progress,
+                                 desc=f"{desc}epoch {epoch + 1}/{epochs}")
+            te = evaluate(model, test_loader, amp=amp) if test_loader is not None else tr
+            lr_now = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            for name, value in zip(("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"),
+                                   (epoch + 1, tr.loss, tr.accuracy, te.loss, te.accuracy, lr_now,
+                                    time.perf_counter() - t0)):
+                getattr(history, name).append(value)
+            if te.accuracy >= history.best_acc:
+                history.best_epoch = epoch + 1
+                if best_path and meta:
+                    checkpoint.save_model(best_path, model, meta)
+            bad_epochs = 0 if te.loss < best_loss else bad_epochs + 1
+            best_loss = min(best_loss, te.loss)
+            if log:
+                log(f"{desc}epoch {epoch + 1:>2}/{epochs}  train loss {tr.loss:.3f} acc {tr.accuracy:6.2%}  "
+                    f"test loss {te.loss:.3f} acc {te.accuracy:6.2%}  lr {lr_now:.1e}  "
+                    f"{history.seconds[-1]:.1f}s")
+            if path:
+                checkpoint.atomic_save({
+                    "format": checkpoint.STATE_FORMAT, "version": checkpoint.VERSION, "epoch": epoch + 1,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": rng_state(), "history": asdict(history),
+                    "best_loss": best_loss, "bad_epochs": bad_epochs,
+                    **({"loader_rng": loader_gen.get_state()} if loader_gen is not None else {})}, path)
+            if patience is not None and bad_epochs >= patience:
+                history.stopped_early = True
+                if log:
+                    log(f"early stop: test loss has not improved for {patience} epochs (best {best_loss:.3f})")
+                break
+    except KeyboardInterrupt:
+        history.interrupted = True
+        if log:
+            where = f"; the state after epoch {epoch} is in {path}, resume with resume=True (--resume)" if path else ""
+            log(f"interrupted during epoch {epoch + 1}{where}")
+    return history
