@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,10 +35,17 @@ class ModelMeta:
 
 
 def atomic_save(obj, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file.
+
+    A crash, Ctrl-C or full disk during the write leaves the previous ``path`` untouched and no
+    temporary file behind; an ``OSError`` becomes a :class:`CheckpointError` saying so.
+    """
+    path = Path(path).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot write a checkpoint here ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -45,10 +53,28 @@ def atomic_save(obj, path: str | Path) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; checkpoints are ordinary files
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # disk full, quota, permissions
+            kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+            raise CheckpointError(f"{path}: saving failed ({e.strerror or e}); {kept}") from None
         raise
+    _fsync_dir(path.parent)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -65,35 +91,95 @@ def best_path(state_path: str | Path) -> Path:
 
 
 def safe_load(path: str | Path, expected_format: str) -> dict:
-    """Load a checkpoint with ``weights_only=True`` and check that it is the kind expected."""
+    """Load a checkpoint with ``weights_only=True`` and check that it is the kind expected.
+
+    Never unpickles arbitrary objects: a file that would run code when loaded is refused.
+    """
     path = Path(path).expanduser()
+    want = f"a {expected_format!r} checkpoint"
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint; check the path (train one with `python -m tlcourse train`)")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder; pass the checkpoint file inside it")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file (0 bytes); the save was interrupted; use an earlier checkpoint")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes); the save was interrupted; use an earlier checkpoint")
+    other = _describe_foreign(path, head)
+    if other:
+        raise CheckpointError(f"{path}: expected {want} (a PyTorch file) but found {other}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the refusal below says enough
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        if "weights_only" in str(e) or "Unsupported global" in str(e) or "Unsupported operand" in str(e):
             raise CheckpointError(
                 f"{path}: refused; it holds Python objects that could run code when loaded, and "
                 "tlcourse only loads tensors and plain data (weights_only=True)"
             ) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint or truncated ({e})") from None
+        raise CheckpointError(f"{path}: truncated or damaged PyTorch file ({_line(e)}); "
+                              "the save or copy was cut short; use an earlier checkpoint") from None
     except Exception as e:  # zip, EOF and "failed finding central directory" errors
-        raise CheckpointError(f"{path}: truncated or not a PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: truncated or damaged PyTorch file ({type(e).__name__}: {_line(e)}); "
+                              "the save or copy was cut short; use an earlier checkpoint") from None
     found = obj.get("format") if isinstance(obj, dict) else None
     if found != expected_format:
-        what = f"a {found!r} file" if found else "a file from another program (no tlcourse header)"
+        if found:
+            what = f"a {found!r} file"
+        elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            what = f"a bare state_dict ({len(obj)} tensors, no tlcourse header) from another program"
+        else:
+            what = f"a {type(obj).__name__} from another program (no tlcourse header)"
         raise CheckpointError(
-            f"{path}: expected a {expected_format!r} checkpoint but found {what}; "
-            "model files come from save_model / `tlcourse train`, resumable states from fit(checkpoint=...)"
+            f"{path}: expected {want} but found {what}; "
+            "model files come from save_model / `tlcourse train`, resumable states from fit(checkpoint_path=...)"
         )
     if obj.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: written by a newer tlcourse (format version {obj['version']}); upgrade tlcourse")
+        raise CheckpointError(f"{path}: written by a newer tlcourse (format version {obj['version']}, this one "
+                              f"reads up to {VERSION}); upgrade tlcourse")
     return obj
+
+
+def _line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def _describe_foreign(path: Path, head: bytes) -> str | None:
+    """What a file that cannot be a PyTorch checkpoint holds, or None if it may be one.
+
+    ``torch.save`` writes a zip whose first entry is ``<name>/data.pkl`` (or, in the legacy format,
+    a pickle starting with byte 0x80); anything else is described from its first bytes.
+    """
+    if head.startswith(b"PK\x03\x04"):
+        name_len = int.from_bytes(head[26:28], "little")
+        first = head[30:30 + name_len].decode("utf-8", "replace")
+        if first.endswith("data.pkl") or first.endswith("/byteorder") or first.endswith("/.format_version"):
+            return None
+        return f"a zip archive whose first entry is {first!r}, not a PyTorch checkpoint"
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a pickle: legacy torch.save format
+        return None
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy array"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file (Keras/TensorFlow weights?)"
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")):
+        return "an image"
+    if b"\0" not in head:
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None:
+            first = text.strip().splitlines()[0][:40] if text.strip() else ""
+            return f"a text file (starts {first!r})" if first else "a blank text file"
+    if path.suffix.lower() == ".onnx" or head[:2] == b"\x08\x07" or b"onnx" in head[:64].lower():
+        return "an ONNX model (load it with onnxruntime, not tlcourse)"
+    return f"unrecognised data (starts {head[:8].hex(' ')})"
 
 
 def save_model(path: str | Path, model: torch.nn.Module, meta: ModelMeta) -> Path:
@@ -126,9 +212,25 @@ def check_compatible(path, found: ModelMeta, backbone: str, num_classes: int) ->
 
 
 def load_weights(model: torch.nn.Module, state: dict, path) -> None:
-    """``load_state_dict`` with a one-line error naming the file and the first mismatch."""
+    """``load_state_dict`` with a one-line error naming the file and what does not match."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: weights are a {type(state).__name__}, expected a state_dict (a dict of tensors)")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"{len(wrong)} shape mismatch(es), e.g. {'; '.join(wrong[:2])}")
+        if missing:
+            parts.append(f"{len(missing)} of the model's {len(expected)} tensors missing, e.g. {missing[:2]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unknown tensors, e.g. {unexpected[:2]}")
+        raise CheckpointError(f"{path}: weights do not fit the model ({'; '.join(parts)}); "
+                              "was it saved from another backbone or number of classes?")
     try:
         model.load_state_dict(state)
-    except RuntimeError as e:
-        lines = [s.strip() for s in str(e).splitlines() if s.strip()]
-        raise CheckpointError(f"{path}: weights do not fit the model ({lines[1] if len(lines) > 1 else lines[0]})") from None
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: weights do not fit the model ({_line(e)[:300]})") from None

@@ -76,6 +76,12 @@ def find_cifar10(dirs: list[Path]) -> tuple[str, Path] | None:
 def locate_cifar10(root=None, cfg: Config | None = None, download: bool = True) -> tuple[str, Path]:
     """Find CIFAR-10 or download it into the cache; raise one clear error when neither works."""
     dirs = search_dirs(root, cfg)
+    # A folder the user named explicitly is never silently replaced by another copy (or a download).
+    for d in dirs[:1] if root else dirs[:-1]:
+        problem = _folder_problem(d, strict=bool(root))
+        if problem:
+            raise DatasetNotFoundError(f"{d}: {problem}; expected {d}/{{train,test}}/<class>/<image> "
+                                       "(or cifar10/ or cifar-10-batches-py/ inside it)")
     found = find_cifar10(dirs)
     if found:
         return found
@@ -84,7 +90,7 @@ def locate_cifar10(root=None, cfg: Config | None = None, download: bool = True) 
         try:
             return "batches", download_cifar10(dirs[-1])
         except Exception as e:  # urllib, ssl, socket, tarfile errors all mean the same to a learner
-            reason = f"the download failed ({type(e).__name__}: {e})"
+            reason = f"the download failed ({type(e).__name__}: {' '.join(str(e).split())})"
     searched = ", ".join(str(d) for d in dirs)
     raise DatasetNotFoundError(
         f"CIFAR-10 not found in {searched} and {reason}. Fix it one of three ways: "
@@ -92,6 +98,25 @@ def locate_cifar10(root=None, cfg: Config | None = None, download: bool = True) 
         "cifar-10-batches-py/; pass root=... (or --data-dir); or connect to the internet once and run "
         "`python -m tlcourse prefetch`"
     )
+
+
+def _folder_problem(d: Path, strict: bool) -> str | None:
+    """Why ``d`` is not a usable dataset folder; with ``strict=False`` only a half-made ImageFolder counts."""
+    if find_cifar10([d]):
+        return None
+    if not d.exists():
+        return "no such folder" if strict else None
+    if not d.is_dir():
+        return "is a file, not a folder" if strict else None
+    for cand in (d / "cifar10", d):
+        present = [s for s in SPLITS if (cand / s).is_dir()]
+        if len(present) == 1:
+            missing = next(s for s in SPLITS if s not in present)
+            return f"has {cand / present[0]}/ but no {missing}/ folder beside it"
+    if not strict:
+        return None
+    entries = sorted(e.name for e in os.scandir(d) if not e.name.startswith("."))[:5]
+    return f"holds no train/ and test/ folders (found {entries or 'nothing'})"
 
 
 def download_cifar10(dest: Path) -> Path:
@@ -112,24 +137,92 @@ def download_cifar10(dest: Path) -> Path:
 
 
 def scan_folder(split_dir: Path) -> tuple[list[Path], list[int], tuple[str, ...]]:
-    """List an ImageFolder split: sorted class folders, image files only, hidden files skipped."""
-    classes = tuple(sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith(".")))
-    if not classes:
-        raise DatasetNotFoundError(f"{split_dir}: no class folders; expected {split_dir}/<class>/<image>")
-    files, labels, ignored, empty = [], [], [], []
-    for idx, name in enumerate(classes):
-        entries = sorted(os.scandir(split_dir / name), key=lambda e: e.name)
-        is_image = [e.is_file() and Path(e.name).suffix.lower() in images.IMAGE_SUFFIXES for e in entries]
-        found = [Path(e.path) for e, ok in zip(entries, is_image) if ok and not e.name.startswith(".")]
-        ignored += [e.name for e, ok in zip(entries, is_image) if not ok and not e.name.startswith(".")]
-        empty += [] if found else [name]
-        files += found
-        labels += [idx] * len(found)
-    if ignored:
-        warnings.warn(f"{split_dir}: skipped {len(ignored)} non-image entries, e.g. {ignored[:3]}", stacklevel=3)
-    if empty:
-        warnings.warn(f"{split_dir}: class folders with no images: {empty}", stacklevel=3)
+    """List an ImageFolder split: sorted class folders holding images, image files only.
+
+    Hidden files, non-image files, subfolders and empty class folders are skipped with one warning
+    that counts and names them.
+    """
+    files, labels, classes, skipped = _scan(Path(split_dir))
+    _warn_skipped(Path(split_dir), skipped, stacklevel=3)
     return files, labels, classes
+
+
+def _scan(split_dir: Path) -> tuple[list[Path], list[int], tuple[str, ...], dict[str, list[str]]]:
+    skipped: dict[str, list[str]] = {"hidden": [], "not images": [], "subfolders, not searched": [],
+                                     "files outside class folders": [], "empty class folders": []}
+    class_dirs = _class_dirs(split_dir, skipped)
+    found: dict[str, list[Path]] = {}
+    for name in class_dirs:
+        for e in sorted(os.scandir(split_dir / name), key=lambda e: e.name):
+            rel = f"{name}/{e.name}"
+            if e.name.startswith("."):
+                skipped["hidden"].append(rel)
+            elif _is_image_entry(e):
+                found.setdefault(name, []).append(Path(e.path))
+            elif e.is_dir():
+                skipped["subfolders, not searched"].append(rel + "/")
+            else:
+                skipped["not images"].append(rel)
+        if name not in found:
+            skipped["empty class folders"].append(name + "/")
+    classes = tuple(n for n in class_dirs if n in found)
+    if not classes:
+        raise DatasetNotFoundError(
+            f"{split_dir}: none of the {len(class_dirs)} class folders holds an image "
+            f"({', '.join(sorted(images.IMAGE_SUFFIXES))})")
+    files = [f for n in classes for f in found[n]]
+    labels = [i for i, n in enumerate(classes) for _ in found[n]]
+    return files, labels, classes, skipped
+
+
+def _class_dirs(split_dir: Path, skipped: dict[str, list[str]] | None = None) -> list[str]:
+    try:
+        top = sorted(os.scandir(split_dir), key=lambda e: e.name)
+    except OSError as e:
+        raise DatasetNotFoundError(f"{split_dir}: cannot list the folder ({e.strerror or e})") from None
+    if skipped is not None:
+        skipped["hidden"] += [e.name for e in top if e.name.startswith(".")]
+        skipped["files outside class folders"] += [e.name for e in top if not e.name.startswith(".") and not e.is_dir()]
+    names = [e.name for e in top if not e.name.startswith(".") and e.is_dir()]
+    if not names:
+        raise DatasetNotFoundError(f"{split_dir}: no class folders; expected {split_dir}/<class>/<image>")
+    return names
+
+
+def _is_image_entry(e: os.DirEntry) -> bool:
+    return os.path.splitext(e.name)[1].lower() in images.IMAGE_SUFFIXES and e.is_file()
+
+
+def _scan_classes(split_dir: Path) -> tuple[str, ...]:
+    """The class folders of a split that hold at least one image (stops at the first image found)."""
+    def has_image(folder: Path) -> bool:
+        with os.scandir(folder) as it:
+            return any(not e.name.startswith(".") and _is_image_entry(e) for e in it)
+
+    return tuple(n for n in _class_dirs(split_dir) if has_image(split_dir / n))
+
+
+def _warn_skipped(split_dir: Path, skipped: dict[str, list[str]], stacklevel: int = 4) -> None:
+    """One warning for everything skipped in a split, with counts and the first few names."""
+    parts = [f"{len(v)} {k} [{', '.join(v[:3])}{', ...' if len(v) > 3 else ''}]" for k, v in skipped.items() if v]
+    if parts:
+        total = sum(len(v) for v in skipped.values())
+        warnings.warn(f"{split_dir}: skipped {total} entries: {'; '.join(parts)}", UserWarning, stacklevel=stacklevel)
+
+
+def _scan_split(path: Path, split: str) -> tuple[list[Path], list[int], tuple[str, ...], dict[str, list[str]]]:
+    """Scan one split of an ImageFolder tree and check that the other split has the same classes."""
+    files, labels, classes, skipped = _scan(path / split)
+    other = "test" if split == "train" else "train"
+    other_classes = _scan_classes(path / other)
+    if other_classes != classes:
+        only_here = sorted(set(classes) - set(other_classes))
+        only_there = sorted(set(other_classes) - set(classes))
+        raise DatasetNotFoundError(
+            f"{path}: train and test have different classes (with images: only in {split}: {only_here}, "
+            f"only in {other}: {only_there}); both splits need the same class folders, each holding images, "
+            "so that label indices agree")
+    return files, labels, classes, skipped
 
 
 def decode_files(files: list[Path], size: int = 32) -> tuple[np.ndarray, list[int]]:
@@ -163,20 +256,23 @@ def _read_batches(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, tuple
 def _decode_split(kind: str, path: Path, split: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     if kind == "batches":
         return _read_batches(path, split)
-    files, labels, classes = scan_folder(path / split)
-    other = path / ("test" if split == "train" else "train")
-    other_classes = tuple(sorted(e.name for e in os.scandir(other) if e.is_dir() and not e.name.startswith(".")))
-    if other_classes != classes:
-        raise DatasetNotFoundError(
-            f"{path}: train and test have different class folders ({sorted(set(classes) ^ set(other_classes))}); "
-            "both splits need the same classes so that label indices agree"
-        )
+    files, labels, classes, skipped = _scan_split(path, split)
     arr, bad = decode_files(files)
-    if bad:
-        warnings.warn(f"{path / split}: skipped {len(bad)} unreadable images, e.g. "
-                      f"{[str(files[i]) for i in bad[:3]]}", stacklevel=3)
+    if len(bad) == len(files):
+        raise DatasetNotFoundError(f"{path / split}: none of its {len(files)} image files could be read "
+                                   f"(e.g. {files[0]}: {_image_problem(files[0])})")
+    skipped["unreadable images"] = [f"{files[i].parent.name}/{files[i].name}" for i in bad]
+    _warn_skipped(path / split, skipped)
     keep = np.setdiff1d(np.arange(len(files)), bad)
     return arr.transpose(0, 3, 1, 2), np.asarray(labels, np.int64)[keep], classes
+
+
+def _image_problem(path: Path) -> str:
+    try:
+        images.load_image(path)
+    except images.ImageError as e:
+        return str(e).removeprefix(f"{path}: ")
+    return "readable"
 
 
 def _cache_key(kind: str, path: Path, split: str) -> str:
@@ -249,12 +345,12 @@ def load_datasets(cfg: Config, root=None) -> tuple[ImageArrays, ImageArrays]:
 def seed_transform(train: bool, image_size: int = 32, mean=models.IMAGENET_MEAN,
                    std=models.IMAGENET_STD) -> v2.Compose:
     """The seed's per-image transforms (PIL or tensor in), plus an optional upsampling resize."""
-    steps = [v2.ToImage()]
-    if train:
+    steps = []
+    if train:  # on a PIL image these run in PIL, exactly as in the seed
         steps += [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(), v2.ColorJitter(0.2, 0.2, 0.2)]
     if image_size != 32:
         steps.append(v2.Resize((image_size, image_size), antialias=True))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     return v2.Compose(steps)
 
 
@@ -321,7 +417,11 @@ def adjust(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
 
 
 def color_jitter(x: torch.Tensor, strength: float, generator=None) -> torch.Tensor:
-    """Brightness, contrast and saturation jitter in a random order per sample."""
+    """Brightness, contrast and saturation jitter in a random order per sample.
+
+    Each step rounds down to 8 bits as Pillow (and torchvision on uint8) do: three truncations darken
+    the seed's images by about 1.5/255 on average, and the batched path keeps that distribution.
+    """
     n = len(x)
     factors = torch.empty(3, n, device=x.device).uniform_(1 - strength, 1 + strength, generator=generator)
     order = torch.rand(n, 3, generator=generator, device=x.device).argsort(dim=1)
@@ -329,6 +429,7 @@ def color_jitter(x: torch.Tensor, strength: float, generator=None) -> torch.Tens
         for op in range(3):
             sel = (order[:, pos] == op)[:, None, None, None]
             x = torch.where(sel, adjust(x, op, factors[op]), x)
+        x = torch.floor(x * 255 + 1e-3).div_(255)
     return x
 
 
@@ -413,6 +514,8 @@ class FileDataset(Dataset):
 
     def __getitem__(self, i: int):
         img = images.load_image(self.files[i])
+        if img.size != (32, 32):  # any photo becomes a CIFAR-sized input, as decode_files does
+            img = images.fit_square(img, 32)
         return (self.transform(img) if self.transform else img), self.labels[i]
 
 
@@ -424,7 +527,15 @@ def make_torch_loaders(cfg: Config, root=None, augment: bool = True) -> tuple[Da
     for split, n, train in (("train", cfg.train_size, True), ("test", cfg.test_size, False)):
         tf = seed_transform(train and augment, cfg.image_size, mean, std)
         if kind == "folder":
-            files, labels, _ = scan_folder(path / split)
+            files, labels, _, skipped = _scan_split(path, split)
+            with warnings.catch_warnings():  # decoded (and cached) once only to learn whether all files read
+                warnings.simplefilter("ignore")
+                n_readable = len(load_split(split, root, cfg))
+            if n_readable < len(files):  # rare: find the unreadable files so no batch fails mid-epoch
+                ok = {i for i, f in enumerate(files) if _image_problem(f) == "readable"}
+                skipped["unreadable images"] = [f"{f.parent.name}/{f.name}" for i, f in enumerate(files) if i not in ok]
+                files, labels = [files[i] for i in sorted(ok)], [labels[i] for i in sorted(ok)]
+            _warn_skipped(path / split, skipped, stacklevel=3)
             idx = subset_indices(torch.tensor(labels), n, cfg.seed).tolist()
             ds = FileDataset([files[i] for i in idx], [labels[i] for i in idx], tf)
         else:

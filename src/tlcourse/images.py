@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,24 @@ def load_image(src, name: str | None = None) -> Image.Image:
     Raises :class:`ImageError` naming the input and the reason when it is not a usable image.
     """
     if isinstance(src, (str, Path)):
-        return _open_path(Path(src))
-    if isinstance(src, (bytes, bytearray)):
-        return _decode(io.BytesIO(src), name or "uploaded bytes", size=len(src))
+        if not str(src).strip():
+            raise ImageError(f"{name or 'input'}: the path is empty; pass the path of an image file")
+        if str(src).startswith(("http://", "https://")):
+            raise ImageError(f"{src}: a URL; tlcourse reads local files only, so download the image first")
+        return _open_path(Path(src).expanduser())
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return _decode(io.BytesIO(bytes(src)), name or "uploaded bytes", size=len(src))
     if hasattr(src, "read"):
-        data = src.read()
-        return _decode(io.BytesIO(data), name or getattr(src, "name", "file object"), size=len(data))
+        label = name or str(getattr(src, "name", "file object"))
+        try:
+            data = src.read()
+        except (OSError, ValueError) as e:  # closed or unreadable file object
+            raise ImageError(f"{label}: cannot read the file object ({e})") from None
+        if isinstance(data, str):
+            raise ImageError(f"{label}: opened in text mode; open image files with open(path, 'rb')")
+        return _decode(io.BytesIO(data), label, size=len(data))
     if isinstance(src, Image.Image):
-        return to_rgb(src)
+        return _convert(src, name or "PIL image")
     if isinstance(src, torch.Tensor):
         return _from_tensor(src, name or "tensor")
     if isinstance(src, np.ndarray):
@@ -46,12 +55,16 @@ def load_image(src, name: str | None = None) -> Image.Image:
 
 def _open_path(path: Path) -> Image.Image:
     if not path.exists():
-        raise ImageError(f"{path}: no such file; check the path (relative paths start at {Path.cwd()})")
+        hint = " (a broken link)" if path.is_symlink() else ""
+        raise ImageError(f"{path}: no such file{hint}; check the path (relative paths start at {Path.cwd()})")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image; pass an image file inside it")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        return _decode(io.BytesIO(f.read()), str(path), size=size)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:  # permission denied, I/O error on a failing disk or network share
+        raise ImageError(f"{path}: cannot be read ({e.strerror or e}); check its permissions") from None
+    return _decode(io.BytesIO(data), str(path), size=len(data))
 
 
 def _decode(stream: io.BytesIO, name: str, size: int) -> Image.Image:
@@ -59,24 +72,89 @@ def _decode(stream: io.BytesIO, name: str, size: int) -> Image.Image:
         raise ImageError(f"{name}: the file is empty (0 bytes); re-copy or re-download it")
     try:
         img = Image.open(stream)
-        img.seek(0)  # animated GIF/WebP: the first frame
-        img.load()
     except UnidentifiedImageError:
-        raise ImageError(
-            f"{name}: not an image Pillow can read (is it a text or other file with an image "
-            "extension?); supported: JPEG, PNG, BMP, GIF, WebP, TIFF"
-        ) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{name}: truncated or corrupt image ({e}); re-save or replace the file") from None
-    return to_rgb(img)
+        what = _describe_unknown(stream.getvalue())
+        fix = ("re-save or replace the file" if what.startswith("a damaged") else
+               "not an image Pillow can read; supported: JPEG, PNG, BMP, GIF, WebP, TIFF")
+        raise ImageError(f"{name}: {what}; {fix}") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name}: too large to open safely ({_line(e)}); shrink it first") from None
+    except Exception as e:  # Pillow's header parsers raise many types (SyntaxError, struct.error, ...)
+        raise ImageError(f"{name}: corrupt image header ({type(e).__name__}: {_line(e)}); "
+                         "re-save or replace the file") from None
+    try:
+        img.seek(0)  # animated GIF/WebP/TIFF: the first frame
+        img.load()
+    except Exception as e:  # OSError "image file is truncated", zlib/struct errors on damaged data
+        raise ImageError(f"{name}: truncated or corrupt {img.format or 'image'} data ({_line(e)}); "
+                         "re-save or replace the file") from None
+    return _convert(img, name)
+
+
+def _line(e: BaseException) -> str:
+    """An exception's message on one line (the command line prints one line per bad input)."""
+    return " ".join(str(e).split())
+
+
+_MAGIC = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+          (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"), (b"RIFF", "WebP"))
+
+
+def _describe_unknown(head: bytes) -> str:
+    """A few words on what an unreadable file holds, so 'notes.jpg' says it is text."""
+    head = head[:512]
+    if b"\0" not in head:
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError:  # perhaps a multi-byte character cut at the end of the sample
+            try:
+                text = head[:-3].decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+        if text is not None and text.strip():
+            first = text.strip().splitlines()[0][:40]
+            return f"a text file (starts {first!r})"
+        if text is not None:
+            return "a file of blank text"
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return f"a damaged {fmt} file (its signature is right but its header is not)"
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "a zip archive"
+    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return "a HEIC/AVIF photo (convert it to JPEG or PNG first)"
+    return f"unrecognised data (starts {head[:8].hex(' ')})"
+
+
+def _convert(img: Image.Image, name: str) -> Image.Image:
+    try:
+        img.load()
+        return to_rgb(img)
+    except ImageError:
+        raise
+    except Exception as e:  # a lazily opened PIL image whose data is damaged, or an exotic mode
+        raise ImageError(f"{name}: cannot convert this {img.mode} image to RGB "
+                         f"({type(e).__name__}: {_line(e)})") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Apply EXIF rotation, flatten transparency onto white, scale 16-bit, and convert to RGB."""
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I") and arr.max(initial=0) > 255 else 255.0
+    """Apply EXIF rotation, flatten transparency onto white, scale 16-bit and float, convert to RGB."""
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # damaged EXIF block: keep the pixels as stored rather than refuse the photo
+        pass
+    if img.mode.startswith("I;16"):
+        top = 65535.0
+    elif img.mode == "I":  # 32-bit integers: 16-bit data (old Pillow's 16-bit PNGs) or 8-bit data
+        top = 65535.0 if np.asarray(img).max(initial=0) > 255 else 255.0
+    elif img.mode == "F":
+        top = 1.0 if np.nanmax(np.asarray(img), initial=0) <= 1.0 else 255.0
+    else:
+        top = None
+    if top is not None:
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0)
         return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
@@ -99,7 +177,9 @@ def _from_array(arr: np.ndarray, name: str) -> Image.Image:
         raise ImageError(f"{name}: shape {arr.shape} is not an image; expected HxW, HxWx3 or HxWx4")
     if min(arr.shape[:2]) == 0:
         raise ImageError(f"{name}: shape {arr.shape} has no pixels")
-    return Image.fromarray(_to_uint8(arr, name)).convert("RGB")
+    arr = np.ascontiguousarray(_to_uint8(arr, name))
+    # RGBA goes through to_rgb like an RGBA file: transparent pixels become white, not black.
+    return to_rgb(Image.fromarray(arr, mode={2: "L", 3: "RGB", 4: "RGBA"}[arr.shape[-1] if arr.ndim == 3 else 2]))
 
 
 def _from_tensor(t: torch.Tensor, name: str) -> Image.Image:
@@ -109,9 +189,16 @@ def _from_tensor(t: torch.Tensor, name: str) -> Image.Image:
             raise ImageError(f"{name}: a batch of {t.shape[0]} images; pass one image (CxHxW) at a time")
         t = t[0]
     if t.ndim == 3 and t.shape[0] not in (1, 3, 4):
-        raise ImageError(f"{name}: shape {tuple(t.shape)} is not CxHxW with C in 1, 3 or 4")
+        hint = "; it looks HxWxC, use t.permute(2, 0, 1)" if t.shape[-1] in (1, 3, 4) else ""
+        raise ImageError(f"{name}: shape {tuple(t.shape)} is not CxHxW with C in 1, 3 or 4{hint}")
     if t.ndim not in (2, 3):
         raise ImageError(f"{name}: shape {tuple(t.shape)} is not an image; expected CxHxW or HxW")
+    if t.numel() == 0:
+        raise ImageError(f"{name}: shape {tuple(t.shape)} has no pixels")
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()  # NumPy has no bfloat16
+    if t.is_complex() or t.dtype == torch.bool:
+        raise ImageError(f"{name}: dtype {t.dtype} is not supported; use uint8 (0-255) or float (0-1)")
     arr = t.numpy() if t.ndim == 2 else t.permute(1, 2, 0).numpy()
     return _from_array(arr, name)
 
@@ -121,9 +208,17 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
         return arr
     if arr.dtype == np.uint16:
         return (arr.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 255:
+            raise ImageError(f"{name}: {arr.dtype} values span [{lo}, {hi}]; integer images must be in "
+                             "0-255 (or uint16 0-65535)")
+        return arr.astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
-            raise ImageError(f"{name}: contains NaN or Inf values; clean the array before predicting")
+            bad = int((~np.isfinite(arr)).sum())
+            raise ImageError(f"{name}: contains NaN or Inf values ({bad:,} of {arr.size:,}); clean the array "
+                             "before predicting")
         lo, hi = float(arr.min()), float(arr.max())
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ImageError(
@@ -135,10 +230,15 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def fit_square(img: Image.Image, size: int) -> Image.Image:
-    """Resize the short side to ``size`` and centre-crop: how a photo becomes a CIFAR-like input."""
+    """Resize the short side to ``size`` and centre-crop: how a photo becomes a CIFAR-like input.
+
+    The crop is taken before resampling (``box=``), so a very large or very long image never
+    makes a large intermediate copy.
+    """
+    if size < 1:
+        raise ValueError(f"size must be a positive number of pixels, not {size}")
     w, h = img.size
-    scale = size / min(w, h)
-    new = (max(size, math.ceil(w * scale - 1e-6)), max(size, math.ceil(h * scale - 1e-6)))
-    img = img.resize(new, Image.Resampling.BILINEAR, reducing_gap=3.0)
-    left, top = (new[0] - size) // 2, (new[1] - size) // 2
-    return img.crop((left, top, left + size, top + size))
+    side = min(w, h)
+    left, top = (w - side) / 2, (h - side) / 2
+    return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side),
+                      reducing_gap=3.0)

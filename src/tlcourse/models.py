@@ -148,9 +148,12 @@ def normalization(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def build_model(backbone: str = "resnet18", num_classes: int = 10, pretrained: bool = True,
                 weights_path: str | Path | None = None) -> nn.Module:
-    """A backbone with a fresh ``num_classes`` head (``fc``); ImageNet weights unless ``pretrained=False``."""
+    """A backbone with a fresh ``num_classes`` head (``fc``); ImageNet weights unless ``pretrained=False``.
+
+    ``num_classes=1000`` keeps the ImageNet classifier itself.
+    """
     model = get_spec(backbone).build(pretrained, str(weights_path) if weights_path else None)
-    return replace_head(model, num_classes)
+    return model if num_classes == model.fc.out_features else replace_head(model, num_classes)
 
 
 def replace_head(model: nn.Module, num_classes: int) -> nn.Module:

@@ -182,10 +182,16 @@ def fit(model: nn.Module, train_loader, test_loader, epochs: int, lr: float = 1e
     best_path = checkpoint.best_path(path) if path else None
     if resume and path and path.exists():
         state = checkpoint.safe_load(path, checkpoint.STATE_FORMAT)
-        checkpoint.load_weights(model, state["model"], path)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
+        checkpoint.load_weights(model, state.get("model"), path)
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise checkpoint.CheckpointError(
+                f"{path}: this training state does not match the run ({type(e).__name__}: {e}); it was saved "
+                "with another optimizer or set of trainable layers; delete it or drop resume to start over"
+            ) from None
         if loader_gen is not None and "loader_rng" in state:
             loader_gen.set_state(state["loader_rng"])
         history = History(**state["history"])
@@ -232,6 +238,7 @@ def fit(model: nn.Module, train_loader, test_loader, epochs: int, lr: float = 1e
     except KeyboardInterrupt:
         history.interrupted = True
         if log:
-            where = f"; the state after epoch {epoch} is in {path}, resume with resume=True (--resume)" if path else ""
+            where = (f"; the state after epoch {epoch} is in {path}, resume with resume=True (--resume)"
+                     if path and epoch > 0 and path.exists() else "; nothing was saved yet" if path else "")
             log(f"interrupted during epoch {epoch + 1}{where}")
     return history
