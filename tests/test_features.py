@@ -61,3 +61,14 @@ def test_fit_cached_trains_the_suffix_inside_the_model(tmp_path, monkeypatch):
     prefix, _ = models.split_model(model2, "layer4")
     cached = features.cached_extract(cfg, prefix, features.without_augmentation(tr, te), "train")
     assert calls == [] and cached.x.shape[1] == 48  # read back from disk, not recomputed
+
+
+def test_cached_training_saves_the_whole_model_as_best(tmp_path):
+    from tlcourse.classifier import ImageClassifier
+
+    clf = ImageClassifier("resnet18", 10, pretrained=False, device="cpu")
+    tr, te = _loaders()
+    clf.train(tr, 1, te, phase="layer4", cache=True, checkpoint_path=tmp_path / "run.state.pt", progress=False, log=None)
+    best = ImageClassifier.from_checkpoint(tmp_path / "run.best.pt", device="cpu")
+    for (name, a), b in zip(clf.model.state_dict().items(), best.model.state_dict().values()):
+        assert torch.equal(a, b), name

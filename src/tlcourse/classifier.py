@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, images, metrics, models, train
+from . import checkpoint, features, images, metrics, models, train
 from .checkpoint import ModelMeta
 from .config import pick_device
 from .data import CLASSES, BatchTransform
@@ -61,12 +61,20 @@ class ImageClassifier:
 
     def train(self, train_loader, num_epochs: int, test_loader=None, phase: str = "head",
               lr: float | None = None, checkpoint_path: str | Path | None = None, resume: bool = False,
-              patience: int | None = None, progress: bool = True, log=print) -> train.History:
-        """Freeze for ``phase`` and train with Adam (1e-3 head, 1e-4 otherwise) and StepLR(10, 0.1)."""
+              patience: int | None = None, progress: bool = True, log=print, cache: bool = False) -> train.History:
+        """Freeze for ``phase`` and train with Adam (1e-3 head, 1e-4 otherwise) and StepLR(10, 0.1).
+
+        ``cache=True`` (phases head and layer4) computes the frozen part once, without augmentation,
+        and trains the rest on its outputs: the course's fast path (notebook 03, benchmarks/phase_speed.py).
+        """
         self.freeze(phase)
-        self.history = train.fit(self.model, train_loader, test_loader, num_epochs, lr=lr or PHASE_LR[phase],
-                                 checkpoint_path=checkpoint_path, meta=self.meta, resume=resume,
-                                 patience=patience, progress=progress, log=log, desc=f"[{phase}] ")
+        kw = dict(checkpoint_path=checkpoint_path, meta=self.meta, resume=resume, patience=patience,
+                  progress=progress, log=log, desc=f"[{phase}] ")
+        lr = lr or PHASE_LR[phase]
+        if cache and phase != "all":
+            self.history = features.fit_cached(self.model, PHASES[phase], train_loader, test_loader, num_epochs, lr, **kw)
+        else:
+            self.history = train.fit(self.model, train_loader, test_loader, num_epochs, lr=lr, **kw)
         return self.history
 
     def evaluate(self, test_loader) -> metrics.Evaluation:

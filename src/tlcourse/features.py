@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint, models, train
-from .config import Config
+from .config import Config, default_cache_dir
 from .data import TensorLoader
 
 FEATURES_FORMAT = "tlcourse-features"
@@ -77,13 +77,24 @@ def fingerprint(module: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_extract(cfg: Config, prefix: nn.Module, loader, split: str, views: int = 1,
+def data_key(loader) -> str:
+    """What a loader yields, as a short hash: its images (TensorLoader), size and transform."""
+    h = hashlib.sha1(repr((type(loader).__name__, getattr(loader, "num_samples", None),
+                           repr(getattr(loader, "transform", None)), getattr(loader, "seed", None))).encode())
+    if isinstance(loader, TensorLoader):
+        h.update(loader.x.detach().cpu().contiguous().numpy().tobytes())
+        h.update(loader.y.detach().cpu().numpy().tobytes())
+    else:
+        ds = getattr(loader, "dataset", None)
+        h.update(repr((len(ds) if ds is not None else None, repr(getattr(ds, "transform", None)))).encode())
+    return h.hexdigest()[:16]
+
+
+def cached_extract(cfg: Config | None, prefix: nn.Module, loader, split: str, views: int = 1,
                    dtype: torch.dtype = torch.float32, progress: bool = True) -> Features:
-    """:func:`extract`, kept on disk under ``cfg.cache_dir/features`` and reused when nothing changed."""
-    key = hashlib.sha1(repr((fingerprint(prefix), split, cfg.image_size, cfg.train_size, cfg.test_size,
-                             cfg.seed, cfg.backbone, views, str(dtype), getattr(loader, "num_samples", None),
-                             repr(getattr(loader, "transform", None)))).encode()).hexdigest()[:20]
-    path = Path(cfg.cache_dir) / "features" / f"{split}-{key}.pt"
+    """:func:`extract`, kept on disk under ``<cache_dir>/features`` and reused while weights and data match."""
+    key = hashlib.sha1(repr((fingerprint(prefix), data_key(loader), split, views, str(dtype))).encode()).hexdigest()[:20]
+    path = Path(cfg.cache_dir if cfg else default_cache_dir()) / "features" / f"{split}-{key}.pt"
     if path.exists():
         try:
             obj = checkpoint.safe_load(path, FEATURES_FORMAT)
@@ -121,20 +132,24 @@ def without_augmentation(train_loader: TensorLoader, test_loader: TensorLoader) 
 
 
 def fit_cached(model: nn.Module, at: str, train_loader, test_loader, epochs: int, lr: float,
-               cfg: Config, augment_views: int = 0, progress: bool = True, **fit_kw) -> train.History:
+               cfg: Config | None = None, augment_views: int = 0, progress: bool = True,
+               **fit_kw) -> train.History:
     """Freeze everything before ``at``, cache its outputs once, and train the rest on the cache.
 
     ``augment_views=0`` caches one clean pass of the training images; ``K`` > 0 caches K augmented
     passes and trains on view ``epoch % K`` each epoch. The trained weights end up in ``model``.
+    ``cfg`` only says where the cache lives (default: the user cache folder).
     """
     models.freeze_until(model, at)
     prefix, suffix = models.split_model(model, at)
-    dtype = torch.float16 if at != "fc" and cfg.image_size >= 96 else torch.float32
+    size = next(iter(test_loader))[0].shape[-1]
+    dtype = torch.float16 if at != "fc" and size >= 96 else torch.float32  # halves a >1 GB cache
     if augment_views == 0 and isinstance(train_loader, TensorLoader) and isinstance(test_loader, TensorLoader):
         train_loader = without_augmentation(train_loader, test_loader)
     tr = cached_extract(cfg, prefix, train_loader, "train", max(augment_views, 1), dtype, progress)
     te = cached_extract(cfg, prefix, test_loader, "test", 1, dtype, progress)
     if dtype != torch.float32:
         tr, te = Features(tr.x.float(), tr.y), Features(te.x.float(), te.y)
-    ftr, fte = feature_loaders(tr, te, cfg.batch_size, str(next(model.parameters()).device), cfg.seed)
-    return train.fit(suffix, ftr, fte, epochs, lr=lr, progress=progress, **fit_kw)
+    ftr, fte = feature_loaders(tr, te, getattr(train_loader, "batch_size", 128),
+                               str(next(model.parameters()).device), getattr(train_loader, "seed", 0))
+    return train.fit(suffix, ftr, fte, epochs, lr=lr, progress=progress, whole_model=model, **fit_kw)
