@@ -6,8 +6,11 @@ import os
 import pickle
 import tempfile
 import warnings
+import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -34,8 +37,8 @@ class ModelMeta:
         return len(self.classes)
 
 
-def atomic_save(obj, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file.
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it: never a half-written file.
 
     A crash, Ctrl-C or full disk during the write leaves the previous ``path`` untouched and no
     temporary file behind; an ``OSError`` becomes a :class:`CheckpointError` saying so.
@@ -45,13 +48,13 @@ def atomic_save(obj, path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
-        raise CheckpointError(f"{path}: cannot write a checkpoint here ({e.strerror or e})") from None
+        raise CheckpointError(f"{path}: cannot write here ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; checkpoints are ordinary files
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; these are ordinary files
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
@@ -61,6 +64,11 @@ def atomic_save(obj, path: str | Path) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    """``torch.save`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -114,7 +122,7 @@ def safe_load(path: str | Path, expected_format: str) -> dict:
         raise CheckpointError(f"{path}: expected {want} (a PyTorch file) but found {other}")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the refusal below says enough
+            warnings.simplefilter("ignore")  # "Detected pickle protocol 4": the refusal below says enough
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Unsupported global" in str(e) or "Unsupported operand" in str(e):
@@ -156,11 +164,16 @@ def _describe_foreign(path: Path, head: bytes) -> str | None:
     a pickle starting with byte 0x80); anything else is described from its first bytes.
     """
     if head.startswith(b"PK\x03\x04"):
-        name_len = int.from_bytes(head[26:28], "little")
-        first = head[30:30 + name_len].decode("utf-8", "replace")
-        if first.endswith("data.pkl") or first.endswith("/byteorder") or first.endswith("/.format_version"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return None  # a zip cut short: torch.load below reports it as truncated
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return "a TorchScript model (load it with torch.jit.load, not as a checkpoint)"
+        if any(n.endswith("data.pkl") for n in names):
             return None
-        return f"a zip archive whose first entry is {first!r}, not a PyTorch checkpoint"
+        return f"a zip archive whose first entry is {names[0] if names else ''!r}, not a PyTorch checkpoint"
     if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a pickle: legacy torch.save format
         return None
     if head.startswith(b"\x93NUMPY"):
@@ -170,15 +183,18 @@ def _describe_foreign(path: Path, head: bytes) -> str | None:
     if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")):
         return "an image"
     if b"\0" not in head:
-        try:
-            text = head.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
+        text = None
+        for cut in (head, head[:-3]):  # the sample may end inside a multi-byte character
+            try:
+                text = cut.decode("utf-8")
+                break
+            except UnicodeDecodeError:
+                pass
         if text is not None:
             first = text.strip().splitlines()[0][:40] if text.strip() else ""
             return f"a text file (starts {first!r})" if first else "a blank text file"
-    if path.suffix.lower() == ".onnx" or head[:2] == b"\x08\x07" or b"onnx" in head[:64].lower():
-        return "an ONNX model (load it with onnxruntime, not tlcourse)"
+    if path.suffix.lower() == ".onnx" or (len(head) > 2 and head[0] == 0x08 and head[2] == 0x12):
+        return "an ONNX model (run it with onnxruntime, not as a checkpoint)"  # protobuf: ir_version, producer
     return f"unrecognised data (starts {head[:8].hex(' ')})"
 
 
@@ -214,7 +230,8 @@ def check_compatible(path, found: ModelMeta, backbone: str, num_classes: int) ->
 def load_weights(model: torch.nn.Module, state: dict, path) -> None:
     """``load_state_dict`` with a one-line error naming the file and what does not match."""
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: weights are a {type(state).__name__}, expected a state_dict (a dict of tensors)")
+        raise CheckpointError(f"{path}: weights are a {type(state).__name__}, "
+                              "expected a state_dict (a dict of tensors)")
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from . import images, models
+from . import checkpoint, images, models
 from .config import Config, default_cache_dir
 from .errors import DatasetNotFoundError
 
@@ -123,13 +123,18 @@ def download_cifar10(dest: Path) -> Path:
     """Download the official release with torchvision into ``dest``; nothing is left half-written."""
     from torchvision.datasets import CIFAR10
 
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dest))
     try:
         CIFAR10(str(tmp), train=True, download=True)
         os.replace(tmp / "cifar-10-batches-py", dest / "cifar-10-batches-py")
-    finally:
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)  # only what this call made: leave no empty folder behind
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
     return dest / "cifar-10-batches-py"
 
 
@@ -153,7 +158,11 @@ def _scan(split_dir: Path) -> tuple[list[Path], list[int], tuple[str, ...], dict
     class_dirs = _class_dirs(split_dir, skipped)
     found: dict[str, list[Path]] = {}
     for name in class_dirs:
-        for e in sorted(os.scandir(split_dir / name), key=lambda e: e.name):
+        try:
+            entries = sorted(os.scandir(split_dir / name), key=lambda e: e.name)
+        except OSError as e:
+            raise DatasetNotFoundError(f"{split_dir / name}: cannot list the folder ({e.strerror or e})") from None
+        for e in entries:
             rel = f"{name}/{e.name}"
             if e.name.startswith("."):
                 skipped["hidden"].append(rel)
@@ -277,8 +286,9 @@ def _image_problem(path: Path) -> str:
 
 def _cache_key(kind: str, path: Path, split: str) -> str:
     if kind == "folder":
-        counts = [(e.name, len(os.listdir(e.path))) for e in sorted(os.scandir(path / split), key=lambda e: e.name)
-                  if e.is_dir()]
+        # A folder's mtime changes when files are added, removed or replaced by rename.
+        counts = [(e.name, len(os.listdir(e.path)), e.stat().st_mtime_ns)
+                  for e in sorted(os.scandir(path / split), key=lambda e: e.name) if e.is_dir()]
     else:
         counts = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.iterdir())]
     return hashlib.sha1(repr((str(path.resolve()), split, counts, 1)).encode()).hexdigest()[:16]
@@ -309,16 +319,7 @@ def load_split(split: str, root=None, cfg: Config | None = None, download: bool 
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    """Write atomically: a crash leaves either the old file or none, never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.ascontiguousarray(arr))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    checkpoint.atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(arr)))
 
 
 def subset_indices(labels: torch.Tensor, n: int | None, seed: int = 0) -> torch.Tensor:
@@ -378,7 +379,7 @@ class BatchTransform(torch.nn.Module):
             x = random_crop(x, self.padding, generator)
             x = random_flip(x, generator)
             x = color_jitter(x, self.jitter, generator)
-        if x.shape[-1] != self.image_size:
+        if tuple(x.shape[-2:]) != (self.image_size, self.image_size):  # non-square inputs too
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 

@@ -50,7 +50,7 @@ def extract(prefix: nn.Module, loader, views: int = 1, dtype: torch.dtype = torc
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(v)
         outs, labels = [], []
-        for xb, yb in tqdm(loader, desc=f"features (view {v + 1}/{views})", leave=False, disable=not progress):
+        for xb, yb in tqdm(train._batches(loader), total=len(loader), desc=f"features (view {v + 1}/{views})", leave=False, disable=not progress):
             with train._autocast(device, True):
                 outs.append(prefix(train._to(xb, device)).to(dtype))
             labels.append(yb)

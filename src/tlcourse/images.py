@@ -179,7 +179,7 @@ def _from_array(arr: np.ndarray, name: str) -> Image.Image:
         raise ImageError(f"{name}: shape {arr.shape} has no pixels")
     arr = np.ascontiguousarray(_to_uint8(arr, name))
     # RGBA goes through to_rgb like an RGBA file: transparent pixels become white, not black.
-    return to_rgb(Image.fromarray(arr, mode={2: "L", 3: "RGB", 4: "RGBA"}[arr.shape[-1] if arr.ndim == 3 else 2]))
+    return to_rgb(Image.fromarray(arr))  # uint8 HxW, HxWx3, HxWx4 -> L, RGB, RGBA
 
 
 def _from_tensor(t: torch.Tensor, name: str) -> Image.Image:

@@ -61,6 +61,11 @@ def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _batches(loader):
+    """An iterator over ``loader``: tqdm.auto would otherwise call ``iter()`` twice (two DataLoader worker starts)."""
+    return iter(loader)
+
+
 def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.ndim == 4 else x
@@ -76,7 +81,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress):
+    for x, y in tqdm(_batches(loader), total=len(loader), desc=desc, leave=False, disable=not progress):
         x, y = _to(x, device), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, amp):
@@ -103,7 +108,7 @@ def predict(model: nn.Module, loader: Iterable, amp: bool = True, progress: bool
     was_training = model.training
     model.eval()
     outs, labels = [], []
-    for x, y in tqdm(loader, desc="predict", leave=False, disable=not progress):
+    for x, y in tqdm(_batches(loader), total=len(loader), desc="predict", leave=False, disable=not progress):
         with _autocast(device, amp):
             outs.append(model(_to(x, device)).float())
         labels.append(y)
@@ -161,19 +166,23 @@ def fit(model: nn.Module, train_loader, test_loader, epochs: int, lr: float = 1e
         optimizer: torch.optim.Optimizer | None = None, scheduler=None, device: str | None = None,
         checkpoint_path: str | Path | None = None, meta: ModelMeta | None = None,
         resume: bool = False, patience: int | None = None, amp: bool = True, progress: bool = True,
-        log: Callable[[str], None] | None = print, desc: str = "") -> History:
+        log: Callable[[str], None] | None = print, desc: str = "", compile: bool = False,
+        whole_model: nn.Module | None = None) -> History:
     """Train for ``epochs``, evaluating after each; the seed's Adam + StepLR(10, 0.1) by default.
 
     With ``checkpoint_path`` the full training state is written there after every epoch (resume
     with ``resume=True``) and, when ``meta`` is given, the best epoch's weights go to
     :func:`checkpoint.best_path` as a model file. ``patience`` stops after that many
     epochs without a lower test loss. Ctrl-C ends the run after saving; the history so far is returned.
+    ``compile=True`` runs the steps through ``torch.compile`` (worth it on a GPU for long runs).
+    ``whole_model`` is what the best-epoch file holds when ``model`` is only its trainable suffix.
     """
     device = torch.device(device) if device else _device_of(model)
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     optimizer = optimizer or make_optimizer(model, lr)
+    step_model = torch.compile(model) if compile else model  # shares parameters with model
     scheduler = scheduler or make_scheduler(optimizer)
     scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" and not torch.cuda.is_bf16_supported() else None
     history, start, best_loss, bad_epochs = History(), 0, float("inf"), 0
@@ -185,6 +194,9 @@ def fit(model: nn.Module, train_loader, test_loader, epochs: int, lr: float = 1e
         checkpoint.load_weights(model, state.get("model"), path)
         try:
             optimizer.load_state_dict(state["optimizer"])
+            lacking = sorted({k for g in optimizer.param_groups for k in optimizer.defaults if k not in g})
+            if lacking:  # e.g. an Adam state (betas) loaded into SGD (momentum)
+                raise ValueError(f"the saved optimizer has no {lacking}; it was another kind")
             scheduler.load_state_dict(state["scheduler"])
             set_rng_state(state["rng"])
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
@@ -198,15 +210,17 @@ def fit(model: nn.Module, train_loader, test_loader, epochs: int, lr: float = 1e
         start, best_loss, bad_epochs = state["epoch"], state["best_loss"], state["bad_epochs"]
         if log:
             log(f"resumed from {path} after epoch {start}")
+    elif resume and path and log:
+        log(f"nothing to resume at {path}; starting at epoch 1")
     epoch = start
     try:
         for epoch in range(start, epochs):
             if hasattr(train_loader, "set_epoch"):
                 train_loader.set_epoch(epoch)  # TensorLoader: the epoch's shuffle comes from (seed, epoch)
             t0 = time.perf_counter()
-            tr = train_one_epoch(model, train_loader, optimizer, amp=amp, scaler=scaler, progress=progress,
+            tr = train_one_epoch(step_model, train_loader, optimizer, amp=amp, scaler=scaler, progress=progress,
                                  desc=f"{desc}epoch {epoch + 1}/{epochs}")
-            te = evaluate(model, test_loader, amp=amp) if test_loader is not None else tr
+            te = evaluate(step_model, test_loader, amp=amp) if test_loader is not None else tr
             lr_now = optimizer.param_groups[0]["lr"]
             scheduler.step()
             for name, value in zip(("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"),
@@ -216,7 +230,7 @@ def fit(model: nn.Module, train_loader, test_loader, epochs: int, lr: float = 1e
             if te.accuracy >= history.best_acc:
                 history.best_epoch = epoch + 1
                 if best_path and meta:
-                    checkpoint.save_model(best_path, model, meta)
+                    checkpoint.save_model(best_path, whole_model or model, meta)
             bad_epochs = 0 if te.loss < best_loss else bad_epochs + 1
             best_loss = min(best_loss, te.loss)
             if log:
