@@ -30,14 +30,16 @@ def cmd_train(a: argparse.Namespace) -> int:
     print(runtime.describe(cfg))
     out = Path(a.out or f"checkpoints/{cfg.backbone}-{cfg.profile}.pt")
     train_loader, test_loader = data.make_loaders(cfg)
-    clf = ImageClassifier(cfg.backbone, len(data.CLASSES), image_size=cfg.image_size, device=cfg.device,
+    classes = data.load_datasets(cfg)[0].classes  # CIFAR-10's, or a custom folder's
+    clf = ImageClassifier(cfg.backbone, len(classes), classes, image_size=cfg.image_size, device=cfg.device,
                           weights_path=a.weights)
     t0 = time.perf_counter()
     for phase, epochs, lr in (("head", cfg.epochs, cfg.lr_head), ("layer4", cfg.finetune_epochs, cfg.lr_finetune)):
         if epochs <= 0:
             continue
         hist = clf.train(train_loader, epochs, test_loader, phase=phase, lr=lr, progress=not a.no_progress,
-                         checkpoint_path=out.with_name(f"{out.stem}.{phase}.state.pt"), resume=a.resume)
+                         checkpoint_path=out.with_name(f"{out.stem}.{phase}.state.pt"), resume=a.resume,
+                         cache=phase == "head" and not a.seed_loop)
         if hist.interrupted:
             print(f"stopped; run the same command with --resume to continue", file=sys.stderr)
             return 130
@@ -108,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="checkpoint path (default: checkpoints/<backbone>-<profile>.pt)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from its state files")
     t.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch only)")
+    t.add_argument("--seed-loop", action="store_true",
+                   help="Phase 1 as the seed ran it (augmented images through the whole network every epoch) "
+                        "instead of training the head on features computed once")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="test accuracy and per-class accuracy of a checkpoint")
@@ -126,7 +131,97 @@ def build_parser() -> argparse.ArgumentParser:
     _common(f)
     f.add_argument("--weights", action="store_true", help="also download the backbones' ImageNet weights")
     f.set_defaults(func=cmd_prefetch)
+    add_deployment_commands(sub)
     return p
+
+
+# ---------------------------------------------------------------- deployment: serve, bench (notebook 07)
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    import socket
+
+    try:
+        from . import serve
+    except ImportError as e:
+        raise TLCourseError(f"serving needs fastapi and uvicorn ({e}); run `pip install -r requirements.txt`") from None
+    serve.check_loopback(a.host)
+    family = socket.AF_INET6 if ":" in a.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((a.host, a.port))
+        except OSError as e:
+            raise TLCourseError(f"cannot listen on {a.host}:{a.port} ({e.strerror}); pick another --port") from None
+    serve.run(a.checkpoint, host=a.host, port=a.port, device=a.device or "cpu")
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    import torch
+
+    from .classifier import ImageClassifier
+
+    if a.threads is not None and a.threads < 1:
+        raise TLCourseError(f"--threads {a.threads}: use 1 or more")
+    if a.repeats < 1 or a.warmup < 0:
+        raise TLCourseError("--repeats must be 1 or more and --warmup 0 or more")
+    if min(a.sizes) < 8:
+        raise TLCourseError(f"--sizes {min(a.sizes)}: input sizes must be at least 8 px")
+    clf = ImageClassifier.from_checkpoint(a.checkpoint, device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(a.threads or threads)
+    try:
+        _bench_formats(a, clf)
+    finally:
+        torch.set_num_threads(threads)  # main() may be called in-process (tests, notebooks)
+    return 0
+
+
+def _bench_formats(a: argparse.Namespace, clf) -> None:
+    import tempfile
+
+    import torch
+
+    from . import export
+
+    info = export.machine_description()
+    print(f"{clf.meta.backbone} ({a.checkpoint}) | batch 1 | {info['torch threads']} threads | "
+          f"torch {info['torch']}, onnxruntime {info['onnxruntime']} | {info['cpu']}, {info['cores']} cores")
+    print(f"{'format':<12}" + "".join(f"{f'{s} px median / p90 (ms)':>28}" for s in a.sizes))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in a.formats:
+            if name == "eager":
+                fn = clf.model.eval()
+            elif name == "torchscript":
+                fn = export.load_torchscript(export.export_torchscript(clf, Path(tmp) / "m.ts.pt").path)
+            else:
+                fn = export.OnnxModel(export.export_onnx(clf, Path(tmp) / "m.onnx").path)
+            cells = []
+            for size in a.sizes:
+                lat = export.measure_latency(fn, torch.randn(1, 3, size, size), a.warmup, a.repeats)
+                cells.append(f"{lat.median_ms:.2f} / {lat.p90_ms:.2f}")
+            print(f"{name:<12}" + "".join(f"{c:>28}" for c in cells))
+    print(f"{a.repeats} timed runs after {a.warmup} warm-up runs, random input; the machine's other load counts")
+
+
+def add_deployment_commands(sub) -> None:
+    """The ``serve`` and ``bench`` subcommands."""
+    s = sub.add_parser("serve", help="serve a checkpoint over HTTP: POST /predict, GET /health (loopback only)")
+    s.add_argument("checkpoint")
+    s.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--device", help="cpu (default) or cuda")
+    s.set_defaults(func=cmd_serve)
+
+    b = sub.add_parser("bench", help="batch-1 latency of a checkpoint: eager, TorchScript, ONNX Runtime")
+    b.add_argument("checkpoint")
+    b.add_argument("--sizes", type=int, nargs="+", default=[32, 224], help="input sizes in pixels (default 32 224)")
+    b.add_argument("--formats", nargs="+", choices=["eager", "torchscript", "onnx"],
+                   default=["eager", "torchscript", "onnx"])
+    b.add_argument("--warmup", type=int, default=10)
+    b.add_argument("--repeats", type=int, default=50)
+    b.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime (default: PyTorch's)")
+    b.set_defaults(func=cmd_bench)
 
 
 def main(argv: list[str] | None = None) -> int:
