@@ -12,9 +12,9 @@ import argparse
 import time
 
 import torch
-
 from common import write_table
-from tlcourse import config, data, models
+
+from tlcourse import config, data
 
 
 def images_per_second(loader, batches: int) -> float:

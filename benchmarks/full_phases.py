@@ -13,6 +13,7 @@ import argparse
 import time
 
 from common import write_table
+
 from tlcourse import config, data, runtime
 from tlcourse.classifier import ImageClassifier
 

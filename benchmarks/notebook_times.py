@@ -14,16 +14,16 @@ import time
 from pathlib import Path
 
 import nbformat
+from common import write_table
 from nbclient import NotebookClient
 
-from common import write_table
 from tlcourse import config
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SHARED_CACHE = config.default_cache_dir()
 
 
-def execute(path: Path, profile: str, timeout: int) -> tuple[float, str]:
+def execute(path: Path, profile: str, timeout: int, keep: Path | None = None) -> tuple[float, str]:
     """Run ``path`` with ``TLCOURSE_PROFILE=profile``; (seconds, "ok" or the error's first line)."""
     nb = nbformat.read(path, as_version=4)
     os.environ["TLCOURSE_PROFILE"] = profile
@@ -37,6 +37,9 @@ def execute(path: Path, profile: str, timeout: int) -> tuple[float, str]:
         status = "ok"
     except Exception as e:  # the table reports it; the run goes on with the next notebook
         status = f"FAILED: {str(e).strip().splitlines()[-1][:80]}"
+    if keep:  # executed copies, to read the figures a profile produced (never committed)
+        keep.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, keep / f"{path.stem}.{profile}.ipynb")
     return time.perf_counter() - t0, status
 
 
@@ -45,19 +48,21 @@ def main() -> None:
     p.add_argument("--profiles", nargs="+", default=["smoke", "quick"])
     p.add_argument("--notebooks", nargs="*", help="number prefixes to run (default: all)")
     p.add_argument("--timeout", type=int, default=3600, help="per cell, seconds")
+    p.add_argument("--keep", type=Path, help="also write each executed notebook into this folder")
     a = p.parse_args()
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if a.notebooks:
-        paths = [q for q in paths if q.name[:2] in a.notebooks]
+        paths = sorted((q for q in paths if q.name[:2] in a.notebooks), key=lambda q: a.notebooks.index(q.name[:2]))
     rows = []
-    for path in paths:
+    for path in paths:  # in the order asked for; the table is sorted by notebook
         row = {"notebook": path.stem}
         for profile in a.profiles:
-            seconds, status = execute(path, profile, a.timeout)
+            seconds, status = execute(path, profile, a.timeout, a.keep)
             row[f"{profile} (CPU)"] = f"{seconds / 60:.1f} min" if status == "ok" else status
             print(path.stem, profile, round(seconds), status, flush=True)
         row["GPU"] = "not measured here"
         rows.append(row)
+    rows.sort(key=lambda r: r["notebook"])
     backbone = os.environ.get("TLCOURSE_BACKBONE", "resnet18")
     write_table("notebook_times", "Time to run each notebook top to bottom", rows, [
         f"Backbone {backbone}, CIFAR-10 (JPEG copy); each run starts with the decoded images cached "

@@ -16,9 +16,8 @@ import argparse
 import copy
 import time
 
-import torch
-
 from common import write_table
+
 from tlcourse import config, data, features, models, runtime, train
 
 

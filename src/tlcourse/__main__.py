@@ -21,13 +21,30 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def run_recipe(a: argparse.Namespace, cfg: config.Config) -> int:
+    from . import recipes
+
+    recipe = recipes.get_recipe(a.recipe)
+    out = Path(a.out or f"checkpoints/{cfg.backbone}-{recipe.name}.pt")
+    print(f"recipe {recipe.name}: {recipe.summary}")
+    clf, ev, seconds = recipes.run_recipe(recipe, cfg, out, progress=not a.no_progress)
+    print(f"test accuracy {ev.accuracy:.2%} on {len(ev.labels):,} images ({cfg.backbone}, {recipe.image_size}px, "
+          f"recipe {recipe.name}) in {seconds['total'] / 60:.1f} min")
+    print(f"saved {out}")
+    return 0
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from .classifier import ImageClassifier
 
+    if a.recipe and not a.profile:
+        a.profile = "full"  # a recipe is a claim about the whole data set
     cfg = config.get_config(a.profile, backbone=a.backbone, data_dir=a.data_dir, device=a.device, seed=a.seed,
                             image_size=a.image_size, epochs=a.epochs, finetune_epochs=a.finetune_epochs)
     runtime.seed_everything(cfg.seed)
     print(runtime.describe(cfg))
+    if a.recipe:
+        return run_recipe(a, cfg)
     out = Path(a.out or f"checkpoints/{cfg.backbone}-{cfg.profile}.pt")
     train_loader, test_loader = data.make_loaders(cfg)
     classes = data.load_datasets(cfg)[0].classes  # CIFAR-10's, or a custom folder's
@@ -41,7 +58,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                          checkpoint_path=out.with_name(f"{out.stem}.{phase}.state.pt"), resume=a.resume,
                          cache=phase == "head" and not a.seed_loop)
         if hist.interrupted:
-            print(f"stopped; run the same command with --resume to continue", file=sys.stderr)
+            print("stopped; run the same command with --resume to continue", file=sys.stderr)
             return 130
     result = clf.evaluate(test_loader)
     clf.save_model(out)
@@ -110,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="checkpoint path (default: checkpoints/<backbone>-<profile>.pt)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from its state files")
     t.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch only)")
+    t.add_argument("--recipe", help="a named schedule from tlcourse.recipes, e.g. cpu-10min (default profile: full)")
     t.add_argument("--seed-loop", action="store_true",
                    help="Phase 1 as the seed ran it (augmented images through the whole network every epoch) "
                         "instead of training the head on features computed once")

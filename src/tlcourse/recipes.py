@@ -1,0 +1,80 @@
+"""Named recipes: the fastest route this package offers to high accuracy on given hardware.
+
+``python -m tlcourse train --recipe cpu-10min`` runs one; ``benchmarks/recipe.py`` measures it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from . import data, finetune, metrics, models, train
+from .classifier import ImageClassifier
+from .config import Config
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A schedule: a head on cached features, then every layer with one-cycle AdamW and augmentation."""
+
+    name: str
+    summary: str
+    image_size: int  # CIFAR's 32 px upsampled to this
+    head_epochs: int  # Phase 1 on features computed once (seconds, not minutes)
+    epochs: int  # then all layers train, end to end, with the seed's augmentation
+    lr: float  # peak rate of the body
+    head_lr: float  # peak rate of fc
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    flip_tta: bool = True  # average each test image's logits with its mirror image's
+
+
+RECIPES = {
+    "cpu-10min": Recipe(
+        "cpu-10min", "40 px; head on cached features, then 2 one-cycle epochs of all layers; sized to end inside "
+        "10 minutes on a 2-core CPU (full training set)",
+        image_size=40, head_epochs=2, epochs=2, lr=1e-3, head_lr=3e-3),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called ``name``; an unknown name is an error that lists the known ones."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def run_recipe(recipe: Recipe, cfg: Config, out: str | Path | None = None, progress: bool = True,
+               log=print) -> tuple[ImageClassifier, metrics.Evaluation, dict[str, float]]:
+    """Train ``cfg.backbone`` by ``recipe`` on ``cfg``'s data; (classifier, final evaluation, seconds per stage)."""
+    t0 = time.perf_counter()
+    cfg = cfg.replace(image_size=recipe.image_size)
+    train_loader, test_loader = data.make_loaders(cfg)
+    classes = data.load_datasets(cfg)[0].classes
+    clf = ImageClassifier(cfg.backbone, len(classes), classes, image_size=cfg.image_size, device=cfg.device)
+    seconds = {"set-up": time.perf_counter() - t0}
+    t = time.perf_counter()
+    if recipe.head_epochs:
+        clf.train(train_loader, recipe.head_epochs, test_loader, phase="head", lr=recipe.head_lr, cache=True,
+                  progress=progress, log=log)
+    seconds["head on cached features"] = time.perf_counter() - t
+    t = time.perf_counter()
+    models.freeze_until(clf.model, "conv1")
+    groups = finetune.param_groups_by_stage(clf.model, {"fc": recipe.head_lr}, default_lr=recipe.lr)
+    opt = train.make_optimizer(clf.model, recipe.lr, "adamw", recipe.weight_decay, param_groups=groups)
+    sched = train.make_one_cycle(opt, recipe.epochs, len(train_loader))
+    clf.history = train.fit(clf.model, train_loader, test_loader, recipe.epochs, optimizer=opt, scheduler=sched,
+                            criterion=nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
+                            progress=progress, log=log, desc="[all layers] ")
+    seconds["all layers, end to end"] = time.perf_counter() - t
+    t = time.perf_counter()
+    logits, labels = train.predict(clf.model, test_loader, flip_tta=recipe.flip_tta)
+    evaluation = metrics.summarize(logits, labels, clf.classes)
+    seconds["final evaluation" + (" (flip TTA)" if recipe.flip_tta else "")] = time.perf_counter() - t
+    if out:
+        clf.save_model(out)
+    seconds["total"] = time.perf_counter() - t0
+    return clf, evaluation, seconds
