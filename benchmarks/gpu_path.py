@@ -103,7 +103,7 @@ def main() -> None:
         f"Backbone {a.backbone} (all layers training; weights do not change the speed), batch {a.batch}, "
         f"{a.steps} timed steps after 5 warm-up steps; seed loop with {a.workers} DataLoader workers.",
         "Inputs: random uint8 images of CIFAR-10's size (32 px), upsampled to the input size by the transforms.",
-        "Command: python benchmarks/gpu_path.py --sizes " + " ".join(map(str, a.sizes)),
+        f"Command: python benchmarks/gpu_path.py --sizes {' '.join(map(str, a.sizes))} --batch {a.batch} --steps {a.steps}",
     ])
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
-from common import write_table
+from common import RESULTS, write_table
 from nbclient import NotebookClient
 
 from tlcourse import config
@@ -36,11 +37,21 @@ def execute(path: Path, profile: str, timeout: int, keep: Path | None = None) ->
         NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
         status = "ok"
     except Exception as e:  # the table reports it; the run goes on with the next notebook
-        status = f"FAILED: {str(e).strip().splitlines()[-1][:80]}"
+        status = "FAILED: " + re.sub(r"\x1b\[[0-9;]*m", "", str(e).strip().splitlines()[-1])[:80]
     if keep:  # executed copies, to read the figures a profile produced (never committed)
         keep.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, keep / f"{path.stem}.{profile}.ipynb")
     return time.perf_counter() - t0, status
+
+
+def read_rows() -> list[dict]:
+    """The rows of the last results/notebook_times.md, if any."""
+    path = RESULTS / "notebook_times.md"
+    if not path.exists():
+        return []
+    lines = [ln.strip().strip("|").split("|") for ln in path.read_text().splitlines() if ln.startswith("|")]
+    cols = [c.strip() for c in lines[0]]
+    return [dict(zip(cols, (v.strip() for v in ln))) for ln in lines[2:]]
 
 
 def main() -> None:
@@ -62,6 +73,9 @@ def main() -> None:
             print(path.stem, profile, round(seconds), status, flush=True)
         row["GPU"] = "not measured here"
         rows.append(row)
+    if a.notebooks:  # a partial run replaces its own rows and keeps the others' last measurement
+        done = {r["notebook"] for r in rows}
+        rows += [r for r in read_rows() if r["notebook"] not in done and list(r) == list(rows[0])]
     rows.sort(key=lambda r: r["notebook"])
     backbone = os.environ.get("TLCOURSE_BACKBONE", "resnet18")
     write_table("notebook_times", "Time to run each notebook top to bottom", rows, [

@@ -37,7 +37,8 @@ def measure(model: torch.nn.Module, size: int, batch: int, channels_last: bool) 
     prefix, suffix = models.split_model(model, "layer4")
     with torch.inference_mode():
         out = {"forward (inference)": rate(lambda: model(x), batch), "conv1..layer3 (inference)": rate(lambda: prefix(x), batch)}
-        cached = prefix(x).clone().contiguous(memory_format=fmt)
+    with torch.no_grad():  # not inference_mode: the cache is an input to a training step
+        cached = prefix(x).contiguous(memory_format=fmt)
 
     def step(net, inp, params):
         opt = torch.optim.Adam(params, 1e-4)

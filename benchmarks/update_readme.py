@@ -1,4 +1,5 @@
-"""Copy the committed result tables (results/*.md) into README.md between their markers.
+"""Copy the committed result tables (results/*.md) into README.md between their markers, and each
+notebook's measured run times (results/notebook_times.md) into its "Reference timings" table.
 
     python benchmarks/update_readme.py
 """
@@ -12,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 SECTIONS = {  # README marker -> result files, in order
     "notebook-times": ["notebook_times"],
-    "results": ["recipe", "phase_speed", "data_path", "resolution_strategy", "full_phases", "deployment"],
+    "results": ["full_phases", "recipe", "phase_speed", "data_path", "throughput", "resolution_strategy",
+                "gpu_path", "deployment"],
 }
 
 
@@ -24,6 +26,49 @@ def splice(text: str, marker: str, body: str) -> str:
     return pattern.sub(lambda m: m.group(1) + body, text, count=1)
 
 
+PROFILE_ROWS = {"smoke": "smoke (500 / 200 images)", "quick": "quick (10,000 / 2,000 images)"}
+
+
+def notebook_times() -> dict[str, dict[str, str]]:
+    """notebook stem -> {"smoke (CPU)": "0.3 min", ...} from results/notebook_times.md."""
+    path = RESULTS / "notebook_times.md"
+    if not path.exists():
+        return {}
+    rows = [ln.strip().strip("|").split("|") for ln in path.read_text().splitlines() if ln.startswith("| 0")]
+    head = next(ln for ln in path.read_text().splitlines() if ln.startswith("| notebook"))
+    cols = [c.strip() for c in head.strip().strip("|").split("|")]
+    return {r[0].strip(): {c: v.strip() for c, v in zip(cols, r)} for r in rows}
+
+
+def timing_table(times: dict[str, str], date: str) -> str:
+    """The markdown table a notebook's first cell shows."""
+    lines = [f"**Reference timings** (whole notebook, top to bottom, first run; EfficientNet-Lite0; measured by "
+             f"`benchmarks/notebook_times.py` on {date}):", "",
+             "| profile | CPU (2 cores, no GPU) | GPU |", "|---|---|---|"]
+    for profile, label in PROFILE_ROWS.items():
+        lines.append(f"| {label} | {times.get(f'{profile} (CPU)', 'not measured')} | not measured |")
+    lines.append("| full (50,000 / 10,000 images) | not measured | not measured |")
+    return "\n".join(lines) + "\n"
+
+
+def update_notebooks() -> None:
+    """Rewrite the timing table in each notebook's first cell (sources only: notebooks stay without outputs)."""
+    import json
+
+    times = notebook_times()
+    stamp = re.search(r"(\d{4}-\d{2}-\d{2})", (RESULTS / "notebook_times.md").read_text()) if times else None
+    for stem, row in times.items():
+        path = ROOT / "notebooks" / f"{stem}.ipynb"
+        nb = json.loads(path.read_text())
+        src = "".join(nb["cells"][0]["source"])
+        new = re.sub(r"\*\*Reference timings\*\*.*?\n\n(\|.*?\n)+", lambda m: timing_table(row, stamp.group(1)),
+                     src, count=1, flags=re.S)
+        if new != src:
+            nb["cells"][0]["source"] = new.splitlines(keepends=True)
+            path.write_text(json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
+            print(f"updated {path.name}")
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -33,6 +78,7 @@ def main() -> None:
         text = splice(text, marker, "\n" + body)
     readme.write_text(text)
     print(f"updated {readme}")
+    update_notebooks()
 
 
 if __name__ == "__main__":

@@ -7,9 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tlcourse import config, data
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: the same results, and on a busy 2-core machine two threads
+    can run 10-100x slower (modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -20,13 +20,7 @@ from tlcourse.classifier import ImageClassifier
 from tlcourse.errors import CheckpointError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: the same results, and far faster than two on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _meta(backbone="resnet18", n=3) -> ModelMeta:

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import skimage
 from PIL import Image
 
 from tlcourse.__main__ import main
@@ -15,11 +16,12 @@ def test_train_evaluate_predict_end_to_end(cfg, tmp_path, capsys):
     assert "[head] epoch  1/1" in text and "[layer4] epoch  1/1" in text and "test accuracy" in text
     assert main(["evaluate", str(out), "--profile", "smoke", "--data-dir", str(cfg.data_dir)]) == 0
     assert "cat" in capsys.readouterr().out
-    photo = tmp_path / "photo.jpg"
-    Image.new("RGB", (640, 480), (200, 120, 40)).save(photo)
+    photo = tmp_path / "chelsea.jpg"  # a real photo of a cat, not from CIFAR-10 (shipped with scikit-image)
+    Image.fromarray(skimage.data.chelsea()).save(photo)
     assert main(["predict", str(out), str(photo)]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{photo}: ") and "%" in line
+    assert any(c in line for c in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"))
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):

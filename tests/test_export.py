@@ -20,13 +20,7 @@ EXPORT_TOL = 1e-4  # float32 logits; exports re-order a few float operations, no
 MIN_AGREEMENT, MAX_ACC_DROP = 0.75, 0.05
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread, as notebook 07 measures: on a busy shared machine two threads can run 10-100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

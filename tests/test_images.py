@@ -30,13 +30,7 @@ RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 CLASSES = ("cat", "dog", "frog")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: the same results, and far faster than two on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _png16_rgb(arr: np.ndarray) -> bytes:

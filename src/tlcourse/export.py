@@ -192,14 +192,19 @@ def max_abs_diff(reference: Callable, candidate: Callable, x: torch.Tensor) -> f
     return float((reference(x).float() - candidate(x).float()).abs().max())
 
 
-def export_torchscript(model, path: str | Path, meta: ModelMeta | None = None, method: str = "trace",
-                       example: torch.Tensor | None = None) -> ExportResult:
-    """Save a TorchScript file (``trace``: record one run; ``script``: compile the Python) plus sidecar."""
+def _prepare(model, meta: ModelMeta | None, example: torch.Tensor | None, path: str | Path):
+    """(model, meta, eval-mode export copy, example batch, path with its folder made) for an export."""
     model, meta = unwrap(model, meta)
-    eager = for_export(model)
     x = example if example is not None else example_batch(meta)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    return model, meta, for_export(model), x, path
+
+
+def export_torchscript(model, path: str | Path, meta: ModelMeta | None = None, method: str = "trace",
+                       example: torch.Tensor | None = None) -> ExportResult:
+    """Save a TorchScript file (``trace``: record one run; ``script``: compile the Python) plus sidecar."""
+    model, meta, eager, x, path = _prepare(model, meta, example, path)
     try:
         with _quiet(), torch.no_grad():
             scripted = torch.jit.trace(eager, x, check_trace=False) if method == "trace" else torch.jit.script(eager)
@@ -226,11 +231,7 @@ def export_onnx(model, path: str | Path, meta: ModelMeta | None = None, example:
     ``dynamo=False`` uses the TorchScript-based exporter: here it is 10x faster than the
     ``torch.export`` one (4 s vs 40 s) and gives the dynamic axes readable names.
     """
-    model, meta = unwrap(model, meta)
-    eager = for_export(model)
-    x = example if example is not None else example_batch(meta)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    model, meta, eager, x, path = _prepare(model, meta, example, path)
     try:
         with _quiet(), contextlib.redirect_stdout(io.StringIO()):
             if dynamo:

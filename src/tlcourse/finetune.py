@@ -144,9 +144,7 @@ def run_strategy(
     model = models.build_model(cfg.backbone, len(data.CLASSES), pretrained=strategy.pretrained)
     model = model.to(cfg.device)
     if strategy.bn_momentum is not None:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.momentum = strategy.bn_momentum
+        models.set_bn_momentum(model, strategy.bn_momentum)
     t0 = time.perf_counter()
     if head_epochs > 0 and strategy.pretrained:
         features.fit_cached(
@@ -335,23 +333,11 @@ def fit_with_loss(
     criterion: nn.Module,
     kind: str = "adam",
 ) -> train.History:
-    """``train.fit`` with any loss (label smoothing, class weights); test loss stays plain CE."""
+    """``train.fit`` at a constant rate with any loss (label smoothing, class weights); test loss stays plain CE."""
     opt = train.make_optimizer(model, lr, kind)
-    hist = train.History()
-    for epoch in range(epochs):
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(epoch)
-        t0 = time.perf_counter()
-        tr = train.train_one_epoch(model, train_loader, opt, criterion=criterion, progress=False)
-        te = train.evaluate(model, test_loader)
-        for name, value in zip(
-            ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"),
-            (epoch + 1, tr.loss, tr.accuracy, te.loss, te.accuracy, lr, time.perf_counter() - t0),
-            strict=True,
-        ):
-            getattr(hist, name).append(value)
-    hist.best_epoch = int(torch.tensor(hist.test_acc).argmax()) + 1 if hist.test_acc else None
-    return hist
+    constant = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return train.fit(model, train_loader, test_loader, epochs, optimizer=opt, scheduler=constant,
+                     criterion=criterion, progress=False, log=None)
 
 
 def fit_head(

@@ -208,6 +208,18 @@ def freeze_until(model: nn.Module, stage: str) -> nn.Module:
     return model
 
 
+def set_bn_momentum(model: nn.Module, momentum: float) -> nn.Module:
+    """Set every BatchNorm's running-statistics momentum (notebook 04, the CPU recipe).
+
+    EfficientNet-Lite0 ships TensorFlow's 0.01, which suits hundreds of epochs; in a run of a few
+    epochs whose weights keep changing, the running statistics would lag behind them. PyTorch's 0.1 tracks.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = momentum
+    return model
+
+
 def train_mode(model: nn.Module) -> nn.Module:
     """``model.train()``, except that BatchNorm layers whose parameters are frozen stay in eval mode.
 
