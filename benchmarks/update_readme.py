@@ -61,7 +61,7 @@ def update_notebooks() -> None:
         path = ROOT / "notebooks" / f"{stem}.ipynb"
         nb = json.loads(path.read_text())
         src = "".join(nb["cells"][0]["source"])
-        new = re.sub(r"\*\*Reference timings\*\*.*?\n\n(\|.*?\n)+", lambda m: timing_table(row, stamp.group(1)),
+        new = re.sub(r"\*\*Reference timings\*\*.*?\n\n(?:\|[^\n]*(?:\n|$))+", lambda m: timing_table(row, stamp.group(1)),
                      src, count=1, flags=re.S)
         if new != src:
             nb["cells"][0]["source"] = new.splitlines(keepends=True)

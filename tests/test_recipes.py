@@ -20,7 +20,7 @@ def test_run_recipe_trains_every_layer_and_saves_a_loadable_model(cfg, tmp_path)
     tiny = dataclasses.replace(recipes.get_recipe("cpu-10min"), head_epochs=1, epochs=1)
     clf, evaluation, seconds = recipes.run_recipe(tiny, cfg, tmp_path / "m.pt", progress=False, log=None)
     assert all(p.requires_grad for p in clf.model.parameters())  # the last stage trains everything
-    assert {m.momentum for m in clf.model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {tiny.bn_momentum}
+    assert {m.momentum for m in clf.model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {tiny.bn_momentum or 0.01}
     assert len(evaluation.labels) == cfg.test_size and 0.0 <= evaluation.accuracy <= 1.0
     assert seconds["total"] >= seconds["all layers, end to end"] > 0
     assert checkpoint.read_model(tmp_path / "m.pt")[0].image_size == tiny.image_size
