@@ -166,8 +166,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, step_size: int = 10, gamma:
 
 def make_one_cycle(optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int, pct_start: float = 0.25):
     """Warm up to each group's rate, then anneal to ~0 (Smith's one-cycle); stepped every batch by :func:`fit`."""
+    total = max(epochs * steps_per_epoch, 4)  # PyTorch divides by zero when a phase would have no step
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
-                                               epochs=epochs, steps_per_epoch=steps_per_epoch, pct_start=pct_start)
+                                               total_steps=total, pct_start=max(pct_start, 2 / total))
 
 
 def rng_state() -> dict:
