@@ -38,15 +38,18 @@ def environment() -> str:
         device = f"GPU {torch.cuda.get_device_name(0)}"
     else:
         device = f"CPU only ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
-    return (f"{device}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-            f"Python {platform.python_version()}; {datetime.date.today().isoformat()}")
+    return (
+        f"{device}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"Python {platform.python_version()}; {datetime.date.today().isoformat()}"
+    )
 
 
 def write_table(name: str, title: str, rows: list[dict], notes: list[str]) -> Path:
     """Print the table and write ``results/<name>.md`` (title, environment, notes, table)."""
     table = to_markdown(rows)
-    text = "\n".join([f"### {title}", "", f"Measured on: {environment()}", "",
-                      *[f"- {n}" for n in notes], "", table, ""])
+    text = "\n".join(
+        [f"### {title}", "", f"Measured on: {environment()}", "", *[f"- {n}" for n in notes], "", table, ""]
+    )
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.md"
     path.write_text(text)

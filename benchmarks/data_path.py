@@ -37,8 +37,10 @@ def main() -> None:
     base = None
     for label, make in [
         ("seed: DataLoader, JPEG files + PIL transforms, num_workers=0", lambda: data.make_torch_loaders(cfg)[0]),
-        ("seed: DataLoader, JPEG files + PIL transforms, num_workers=2",
-         lambda: data.make_torch_loaders(cfg.replace(num_workers=2))[0]),
+        (
+            "seed: DataLoader, JPEG files + PIL transforms, num_workers=2",
+            lambda: data.make_torch_loaders(cfg.replace(num_workers=2))[0],
+        ),
         ("in-memory uint8 + batched augmentation, 32 px", lambda: data.make_loaders(cfg)[0]),
         ("in-memory uint8 + batched augmentation, 64 px", lambda: data.make_loaders(cfg.replace(image_size=64))[0]),
         ("in-memory uint8 + batched augmentation, 128 px", lambda: data.make_loaders(cfg.replace(image_size=128))[0]),
@@ -47,11 +49,16 @@ def main() -> None:
         base = base or rate
         rows.append({"data path": label, "images/s": round(rate), "vs seed (workers=0)": f"{rate / base:.1f}x"})
         print(rows[-1])
-    write_table("data_path", "Data path throughput (augmented training batches of 128)", rows, [
-        "Data: CIFAR-10 (JPEG copy), 50,000 training images; normalization of efficientnet_lite0.",
-        f"Each row draws {a.batches} batches after one warm-up batch; decoded arrays already cached.",
-        "Command: python benchmarks/data_path.py",
-    ])
+    write_table(
+        "data_path",
+        "Data path throughput (augmented training batches of 128)",
+        rows,
+        [
+            "Data: CIFAR-10 (JPEG copy), 50,000 training images; normalization of efficientnet_lite0.",
+            f"Each row draws {a.batches} batches after one warm-up batch; decoded arrays already cached.",
+            "Command: python benchmarks/data_path.py",
+        ],
+    )
 
 
 if __name__ == "__main__":

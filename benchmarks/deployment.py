@@ -30,12 +30,19 @@ def trained_model(cfg: config.Config, head_epochs: int) -> tuple[torch.nn.Module
     """The pretrained backbone with a head trained on cached features of the profile's training images."""
     train_loader, test_loader = data.make_loaders(cfg, augment=False)
     model = models.build_model(cfg.backbone, pretrained=True)
-    hist = features.fit_cached(model, "fc", train_loader, test_loader, head_epochs, cfg.lr_head, cfg,
-                               progress=False, log=None)
+    hist = features.fit_cached(
+        model, "fc", train_loader, test_loader, head_epochs, cfg.lr_head, cfg, progress=False, log=None
+    )
     meta = ModelMeta(cfg.backbone, data.CLASSES, cfg.image_size, *models.normalization(cfg.backbone))
     n = "all" if cfg.train_size is None else f"{cfg.train_size:,}"
-    return model.eval(), meta, (f"head trained on cached features of {n} training images ({head_epochs} epochs, "
-                                f"best test accuracy during training {hist.best_acc:.1%})")
+    return (
+        model.eval(),
+        meta,
+        (
+            f"head trained on cached features of {n} training images ({head_epochs} epochs, "
+            f"best test accuracy during training {hist.best_acc:.1%})"
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     test_x, test_y = tf(test.images.clone()), test.labels
     calib = export.calibration_images(cfg, meta, a.calibration)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = export.compare_formats(model, meta, test_x, test_y, calib, tmp, a.sizes, a.warmup, a.repeats,
-                                      progress=False)
+        rows = export.compare_formats(
+            model, meta, test_x, test_y, calib, tmp, a.sizes, a.warmup, a.repeats, progress=False
+        )
     eager = rows[0].latency
     claim = "; ".join(f"{s} px: {eager[s].median_ms:.1f} ms median" for s in a.sizes if s in eager)
     lines = [
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"INT8 support ({meta.backbone}): {export.INT8_SUPPORT.get(meta.backbone, 'not recorded')}",
         "",
-        f"Claim check, the seed's \"~{SEED_CLAIM_MS:.0f} ms per image on CPU\": fp32 eager here: {claim}.",
+        f'Claim check, the seed\'s "~{SEED_CLAIM_MS:.0f} ms per image on CPU": fp32 eager here: {claim}.',
         "",
         f"Total time {time.perf_counter() - t0:.0f} s. Command: `python benchmarks/deployment.py "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip(),

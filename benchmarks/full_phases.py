@@ -33,22 +33,36 @@ def main() -> None:
     clf = ImageClassifier(cfg.backbone, 10, image_size=cfg.image_size, device=cfg.device)
     setup = time.perf_counter() - t0
     rows = []
-    for phase, epochs, lr, cache in (("head", a.epochs, cfg.lr_head, not a.seed_loop),
-                                     ("layer4", a.finetune_epochs, cfg.lr_finetune, False)):
+    for phase, epochs, lr, cache in (
+        ("head", a.epochs, cfg.lr_head, not a.seed_loop),
+        ("layer4", a.finetune_epochs, cfg.lr_finetune, False),
+    ):
         t = time.perf_counter()
         hist = clf.train(train_loader, epochs, test_loader, phase=phase, lr=lr, cache=cache, progress=False)
         wall = time.perf_counter() - t
         how = "head on features computed once" if cache else "augmented images through the network, every epoch"
-        rows.append({"phase": f"{'1' if phase == 'head' else '2'}: {phase}", "how": how, "epochs": epochs,
-                     "test acc (last)": f"{hist.test_acc[-1]:.1%}", "test acc (best)": f"{hist.best_acc:.1%}",
-                     "wall time": f"{wall / 60:.1f} min"})
+        rows.append(
+            {
+                "phase": f"{'1' if phase == 'head' else '2'}: {phase}",
+                "how": how,
+                "epochs": epochs,
+                "test acc (last)": f"{hist.test_acc[-1]:.1%}",
+                "test acc (best)": f"{hist.best_acc:.1%}",
+                "wall time": f"{wall / 60:.1f} min",
+            }
+        )
         print(rows[-1], flush=True)
     n = "50,000 / 10,000" if cfg.train_size is None else f"{cfg.train_size:,} / {cfg.test_size:,}"
-    write_table("full_phases", f"The seed's two phases, profile {cfg.profile}", rows, [
-        f"Backbone {cfg.backbone} (ImageNet weights), {cfg.image_size} px, CIFAR-10 (JPEG copy), {n} train/test images, "
-        f"batch {cfg.batch_size}, device {cfg.device}; data set-up {setup:.0f} s (decoded arrays cached).",
-        "Command: python benchmarks/full_phases.py" + (" --seed-loop" if a.seed_loop else ""),
-    ])
+    write_table(
+        "full_phases",
+        f"The seed's two phases, profile {cfg.profile}",
+        rows,
+        [
+            f"Backbone {cfg.backbone} (ImageNet weights), {cfg.image_size} px, CIFAR-10 (JPEG copy), {n} train/test images, "
+            f"batch {cfg.batch_size}, device {cfg.device}; data set-up {setup:.0f} s (decoded arrays cached).",
+            "Command: python benchmarks/full_phases.py" + (" --seed-loop" if a.seed_loop else ""),
+        ],
+    )
 
 
 if __name__ == "__main__":

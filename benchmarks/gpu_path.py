@@ -80,31 +80,56 @@ def main() -> None:
     base = models.build_model(a.backbone, pretrained=False)
     rows = []
     for size in a.sizes:
-        seed_ds = data.ArrayDataset(data.ImageArrays(images, labels, data.CLASSES), data.seed_transform(True, size, mean, std))
-        seed_loader = torch.utils.data.DataLoader(seed_ds, a.batch, shuffle=True, num_workers=a.workers,
-                                                  pin_memory=True, persistent_workers=True, drop_last=True)
-        gpu_loader = data.TensorLoader(images, labels, a.batch, shuffle=True, drop_last=True, device=device,
-                                       transform=data.BatchTransform(True, size, mean, std))
-        configs = [("seed loop: PIL DataLoader, fp32, NCHW", endless(seed_loader), False, False, False),
-                   ("data on the GPU, fp32, NCHW", endless(gpu_loader), False, False, False),
-                   ("+ channels_last", endless(gpu_loader), False, True, False),
-                   ("+ bf16 autocast", endless(gpu_loader), True, True, False),
-                   ("+ torch.compile", endless(gpu_loader), True, True, True)]
+        seed_ds = data.ArrayDataset(
+            data.ImageArrays(images, labels, data.CLASSES), data.seed_transform(True, size, mean, std)
+        )
+        seed_loader = torch.utils.data.DataLoader(
+            seed_ds,
+            a.batch,
+            shuffle=True,
+            num_workers=a.workers,
+            pin_memory=True,
+            persistent_workers=True,
+            drop_last=True,
+        )
+        gpu_loader = data.TensorLoader(
+            images,
+            labels,
+            a.batch,
+            shuffle=True,
+            drop_last=True,
+            device=device,
+            transform=data.BatchTransform(True, size, mean, std),
+        )
+        configs = [
+            ("seed loop: PIL DataLoader, fp32, NCHW", endless(seed_loader), False, False, False),
+            ("data on the GPU, fp32, NCHW", endless(gpu_loader), False, False, False),
+            ("+ channels_last", endless(gpu_loader), False, True, False),
+            ("+ bf16 autocast", endless(gpu_loader), True, True, False),
+            ("+ torch.compile", endless(gpu_loader), True, True, True),
+        ]
         baseline = None
         for label, loader, amp, cl, comp in configs:
             model = copy.deepcopy(base)
             run_model = torch.compile(model) if comp else model
             rate = steps_per_second(run_model, loader, a.steps, amp, cl, device)
             baseline = baseline or rate
-            rows.append({"input px": size, "path": label, "img/s": round(rate), "vs seed loop": f"{rate / baseline:.1f}x"})
+            rows.append(
+                {"input px": size, "path": label, "img/s": round(rate), "vs seed loop": f"{rate / baseline:.1f}x"}
+            )
             print(rows[-1], flush=True)
         del seed_loader
-    write_table("gpu_path", "Training throughput on a GPU: the seed's loop vs the course's GPU path", rows, [
-        f"Backbone {a.backbone} (all layers training; weights do not change the speed), batch {a.batch}, "
-        f"{a.steps} timed steps after 5 warm-up steps; seed loop with {a.workers} DataLoader workers.",
-        "Inputs: random uint8 images of CIFAR-10's size (32 px), upsampled to the input size by the transforms.",
-        f"Command: python benchmarks/gpu_path.py --sizes {' '.join(map(str, a.sizes))} --batch {a.batch} --steps {a.steps}",
-    ])
+    write_table(
+        "gpu_path",
+        "Training throughput on a GPU: the seed's loop vs the course's GPU path",
+        rows,
+        [
+            f"Backbone {a.backbone} (all layers training; weights do not change the speed), batch {a.batch}, "
+            f"{a.steps} timed steps after 5 warm-up steps; seed loop with {a.workers} DataLoader workers.",
+            "Inputs: random uint8 images of CIFAR-10's size (32 px), upsampled to the input size by the transforms.",
+            f"Command: python benchmarks/gpu_path.py --sizes {' '.join(map(str, a.sizes))} --batch {a.batch} --steps {a.steps}",
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ def execute(path: Path, profile: str, timeout: int, keep: Path | None = None) ->
     os.environ["TLCOURSE_CACHE_DIR"] = str(cache)
     t0 = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        ).execute()
         status = "ok"
     except Exception as e:  # the table reports it; the run goes on with the next notebook
         status = "FAILED: " + re.sub(r"\x1b\[[0-9;]*m", "", str(e).strip().splitlines()[-1])[:80]
@@ -78,12 +80,17 @@ def main() -> None:
         rows += [r for r in read_rows() if r["notebook"] not in done and list(r) == list(rows[0])]
     rows.sort(key=lambda r: r["notebook"])
     backbone = os.environ.get("TLCOURSE_BACKBONE", "resnet18")
-    write_table("notebook_times", "Time to run each notebook top to bottom", rows, [
-        f"Backbone {backbone}, CIFAR-10 (JPEG copy); each run starts with the decoded images cached "
-        "(a one-time 16 s) and no cached features, as a learner's first run does.",
-        "Command: TLCOURSE_BACKBONE=efficientnet_lite0 python benchmarks/notebook_times.py --profiles "
-        + " ".join(a.profiles),
-    ])
+    write_table(
+        "notebook_times",
+        "Time to run each notebook top to bottom",
+        rows,
+        [
+            f"Backbone {backbone}, CIFAR-10 (JPEG copy); each run starts with the decoded images cached "
+            "(a one-time 16 s) and no cached features, as a learner's first run does.",
+            "Command: TLCOURSE_BACKBONE=efficientnet_lite0 python benchmarks/notebook_times.py --profiles "
+            + " ".join(a.profiles),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -47,11 +47,19 @@ def compare(phase: str, seed: dict, ours: dict, rows: list[dict]) -> None:
     target = seed["hist"].test_acc[-1] - 0.005
     t_seed, t_ours = time_to(seed, target), time_to(ours, target)
     for r, t in ((seed, t_seed), (ours, t_ours)):
-        rows.append({"phase": phase, "path": r["label"], "epochs": len(r["hist"].epoch),
-                     "final test acc": f"{r['hist'].test_acc[-1]:.1%}", "best test acc": f"{r['hist'].best_acc:.1%}",
-                     "total s": round(r["total"], 1), "target acc": f"{target:.1%}",
-                     "s to target": "not reached" if t is None else round(t, 1),
-                     "speed-up": "" if r is seed else (f"{t_seed / t_ours:.1f}x" if t_ours else "n/a")})
+        rows.append(
+            {
+                "phase": phase,
+                "path": r["label"],
+                "epochs": len(r["hist"].epoch),
+                "final test acc": f"{r['hist'].test_acc[-1]:.1%}",
+                "best test acc": f"{r['hist'].best_acc:.1%}",
+                "total s": round(r["total"], 1),
+                "target acc": f"{target:.1%}",
+                "s to target": "not reached" if t is None else round(t, 1),
+                "speed-up": "" if r is seed else (f"{t_seed / t_ours:.1f}x" if t_ours else "n/a"),
+            }
+        )
         print(rows[-1])
 
 
@@ -74,8 +82,9 @@ def main() -> None:
         return lambda t0: train.fit(model, seed_train, seed_test, epochs, lr=lr, desc="seed ", **quiet)
 
     def ours_phase(model, stage, lr, epochs):
-        return lambda t0: features.fit_cached(model, stage, fast_train, fast_test, epochs, lr, cfg,
-                                              desc="ours ", **quiet)
+        return lambda t0: features.fit_cached(
+            model, stage, fast_train, fast_test, epochs, lr, cfg, desc="ours ", **quiet
+        )
 
     p1_seed_model, p1_ours_model = copy.deepcopy(start), copy.deepcopy(start)
     seed1 = run("seed loop (PIL DataLoader, full forward)", seed_phase(p1_seed_model, "fc", cfg.lr_head, a.epochs))
@@ -84,23 +93,29 @@ def main() -> None:
 
     # Phase 2 starts both paths from the same Phase 1 weights (the seed loop's).
     p2_seed_model, p2_ours_model = copy.deepcopy(p1_seed_model), copy.deepcopy(p1_seed_model)
-    seed2 = run("seed loop (PIL DataLoader, full forward)",
-                seed_phase(p2_seed_model, "layer4", cfg.lr_finetune, a.finetune_epochs))
-    ours2 = run("cached conv1..layer3 outputs",
-                ours_phase(p2_ours_model, "layer4", cfg.lr_finetune, a.finetune_epochs))
+    seed2 = run(
+        "seed loop (PIL DataLoader, full forward)",
+        seed_phase(p2_seed_model, "layer4", cfg.lr_finetune, a.finetune_epochs),
+    )
+    ours2 = run("cached conv1..layer3 outputs", ours_phase(p2_ours_model, "layer4", cfg.lr_finetune, a.finetune_epochs))
     compare("2: layer4 + head", seed2, ours2, rows)
 
     n_train = "50,000" if cfg.train_size is None else f"{cfg.train_size:,}"
     n_test = "10,000" if cfg.test_size is None else f"{cfg.test_size:,}"
-    write_table("phase_speed", "Time-to-accuracy: course paths vs the seed's loop", rows, [
-        f"Backbone efficientnet_lite0 (ImageNet weights), 32 px, CIFAR-10 (JPEG copy), {n_train} train / {n_test} test "
-        f"(profile {cfg.profile}), batch 128, Adam + StepLR(10, 0.1); seconds include data set-up and feature extraction.",
-        "The cached paths see each training image without augmentation; the seed loop augments every epoch.",
-        "Target = the seed loop's final test accuracy minus 0.5 points; speed-up = the seed loop's seconds to the "
-        "target / the cached path's.",
-        f"Command: python benchmarks/phase_speed.py --profile {a.profile} --epochs {a.epochs} "
-        f"--finetune-epochs {a.finetune_epochs}",
-    ])
+    write_table(
+        "phase_speed",
+        "Time-to-accuracy: course paths vs the seed's loop",
+        rows,
+        [
+            f"Backbone efficientnet_lite0 (ImageNet weights), 32 px, CIFAR-10 (JPEG copy), {n_train} train / {n_test} test "
+            f"(profile {cfg.profile}), batch 128, Adam + StepLR(10, 0.1); seconds include data set-up and feature extraction.",
+            "The cached paths see each training image without augmentation; the seed loop augments every epoch.",
+            "Target = the seed loop's final test accuracy minus 0.5 points; speed-up = the seed loop's seconds to the "
+            "target / the cached path's.",
+            f"Command: python benchmarks/phase_speed.py --profile {a.profile} --epochs {a.epochs} "
+            f"--finetune-epochs {a.finetune_epochs}",
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -31,22 +31,47 @@ def main() -> None:
     for name in a.recipes:
         r = recipes.get_recipe(name)
         out = os.path.join(tempfile.mkdtemp(), "model.pt")
-        cmd = [sys.executable, "-m", "tlcourse", "train", "--recipe", name, "--profile", a.profile,
-               "--backbone", a.backbone, "--no-progress", "--out", out]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tlcourse",
+            "train",
+            "--recipe",
+            name,
+            "--profile",
+            a.profile,
+            "--backbone",
+            a.backbone,
+            "--no-progress",
+            "--out",
+            out,
+        ]
         t0 = time.perf_counter()
         run = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         print(run.stdout, run.stderr[-2000:] if run.returncode else "", flush=True)
         acc = re.search(r"test accuracy ([\d.]+)%", run.stdout)
         epochs = [ln for ln in run.stdout.splitlines() if "epoch" in ln]
-        rows.append({"recipe": name, "what it does": r.summary, "input px": r.image_size,
-                     "test acc": f"{acc.group(1)}%" if acc else f"failed (exit {run.returncode})",
-                     "wall time": f"{wall / 60:.1f} min", "last epoch": epochs[-1].split("  ", 1)[-1] if epochs else ""})
-    write_table("recipe", "CPU recipes: one command, measured end to end", rows, [
-        f"Backbone {a.backbone} (ImageNet weights), CIFAR-10 (JPEG copy), profile {a.profile} "
-        "(50,000 train / 10,000 test images for full); test accuracy after the whole recipe, with flip TTA where the recipe says.",
-        "Command: python benchmarks/recipe.py --recipes " + " ".join(a.recipes) + f" --profile {a.profile}",
-    ])
+        rows.append(
+            {
+                "recipe": name,
+                "what it does": r.summary,
+                "input px": r.image_size,
+                "test acc": f"{acc.group(1)}%" if acc else f"failed (exit {run.returncode})",
+                "wall time": f"{wall / 60:.1f} min",
+                "last epoch": epochs[-1].split("  ", 1)[-1] if epochs else "",
+            }
+        )
+    write_table(
+        "recipe",
+        "CPU recipes: one command, measured end to end",
+        rows,
+        [
+            f"Backbone {a.backbone} (ImageNet weights), CIFAR-10 (JPEG copy), profile {a.profile} "
+            "(50,000 train / 10,000 test images for full); test accuracy after the whole recipe, with flip TTA where the recipe says.",
+            "Command: python benchmarks/recipe.py --recipes " + " ".join(a.recipes) + f" --profile {a.profile}",
+        ],
+    )
 
 
 if __name__ == "__main__":

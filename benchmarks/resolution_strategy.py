@@ -24,34 +24,56 @@ def main() -> None:
     p.add_argument("--train-size", type=int, default=2500)
     p.add_argument("--test-size", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--head-epochs", type=int, default=2, help="Phase 1 on cached features before each pretrained strategy")
+    p.add_argument(
+        "--head-epochs", type=int, default=2, help="Phase 1 on cached features before each pretrained strategy"
+    )
     p.add_argument("--full-lr", type=float, default=1e-3, help="an extra full fine-tuning row at this rate (0: none)")
     p.add_argument("--backbone", default="efficientnet_lite0")
     a = p.parse_args()
     rows = []
     for size in a.sizes:
-        cfg = config.get_config("quick", backbone=a.backbone, device=config.pick_device(), image_size=size,
-                                train_size=a.train_size, test_size=a.test_size)
+        cfg = config.get_config(
+            "quick",
+            backbone=a.backbone,
+            device=config.pick_device(),
+            image_size=size,
+            train_size=a.train_size,
+            test_size=a.test_size,
+        )
         runtime.seed_everything(cfg.seed)
         strategies = finetune.default_strategies(cfg)
         if a.full_lr:  # notebook 04 found the seed's 1e-4 too timid for all layers in a short run
             strategies.insert(3, finetune.Strategy(f"fine-tune all layers, {a.full_lr:g}", "conv1", a.full_lr))
-        table, _ = finetune.compare_strategies(cfg, strategies, a.epochs, head_epochs=a.head_epochs, time_steps=0,
-                                               progress=False, log=print)
+        table, _ = finetune.compare_strategies(
+            cfg, strategies, a.epochs, head_epochs=a.head_epochs, time_steps=0, progress=False, log=print
+        )
         for name, r in table.iterrows():
-            rows.append({"input px": size, "strategy": name, "trainable params": f"{r['trainable params']:,}",
-                         "test acc": f"{r['test acc']:.1%}", "train acc": f"{r['train acc']:.1%}",
-                         "total s": round(r["total s"], 1)})
+            rows.append(
+                {
+                    "input px": size,
+                    "strategy": name,
+                    "trainable params": f"{r['trainable params']:,}",
+                    "test acc": f"{r['test acc']:.1%}",
+                    "train acc": f"{r['train acc']:.1%}",
+                    "total s": round(r["total s"], 1),
+                }
+            )
             print(rows[-1], flush=True)
-    write_table("resolution_strategy", "Accuracy and time: input resolution x strategy", rows, [
-        f"Backbone {a.backbone} (ImageNet weights unless 'random init'), CIFAR-10 (JPEG copy) upsampled from 32 px, "
-        f"{a.train_size:,} train / {a.test_size:,} test images, {a.head_epochs} head epochs (pretrained rows) then "
-        f"{a.epochs} epochs each, no augmentation, Adam (1e-3 head-only and random init, 1e-4 layer4 and all layers, "
-        f"{a.full_lr:g} in the extra all-layers row); 'total s' includes computing cached features and the head epochs.",
-        "Command: python benchmarks/resolution_strategy.py --sizes " + " ".join(map(str, a.sizes))
-        + f" --train-size {a.train_size} --test-size {a.test_size} --epochs {a.epochs} --head-epochs {a.head_epochs}"
-        + f" --full-lr {a.full_lr:g}",
-    ])
+    write_table(
+        "resolution_strategy",
+        "Accuracy and time: input resolution x strategy",
+        rows,
+        [
+            f"Backbone {a.backbone} (ImageNet weights unless 'random init'), CIFAR-10 (JPEG copy) upsampled from 32 px, "
+            f"{a.train_size:,} train / {a.test_size:,} test images, {a.head_epochs} head epochs (pretrained rows) then "
+            f"{a.epochs} epochs each, no augmentation, Adam (1e-3 head-only and random init, 1e-4 layer4 and all layers, "
+            f"{a.full_lr:g} in the extra all-layers row); 'total s' includes computing cached features and the head epochs.",
+            "Command: python benchmarks/resolution_strategy.py --sizes "
+            + " ".join(map(str, a.sizes))
+            + f" --train-size {a.train_size} --test-size {a.test_size} --epochs {a.epochs} --head-epochs {a.head_epochs}"
+            + f" --full-lr {a.full_lr:g}",
+        ],
+    )
 
 
 if __name__ == "__main__":

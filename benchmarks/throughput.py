@@ -36,7 +36,10 @@ def measure(model: torch.nn.Module, size: int, batch: int, channels_last: bool) 
     y = torch.randint(0, 10, (batch,))
     prefix, suffix = models.split_model(model, "layer4")
     with torch.inference_mode():
-        out = {"forward (inference)": rate(lambda: model(x), batch), "conv1..layer3 (inference)": rate(lambda: prefix(x), batch)}
+        out = {
+            "forward (inference)": rate(lambda: model(x), batch),
+            "conv1..layer3 (inference)": rate(lambda: prefix(x), batch),
+        }
     with torch.no_grad():  # not inference_mode: the cache is an input to a training step
         cached = prefix(x).contiguous(memory_format=fmt)
 
@@ -47,11 +50,14 @@ def measure(model: torch.nn.Module, size: int, batch: int, channels_last: bool) 
             opt.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(net(inp), y).backward()
             opt.step()
+
         return run
 
     models.freeze_until(model, "layer4")
     models.train_mode(model)
-    out["train layer4 + fc on cache"] = rate(step(suffix, cached, [p for p in model.parameters() if p.requires_grad]), batch)
+    out["train layer4 + fc on cache"] = rate(
+        step(suffix, cached, [p for p in model.parameters() if p.requires_grad]), batch
+    )
     models.freeze_until(model, "conv1")
     models.train_mode(model)
     out["train all layers"] = rate(step(model, x, list(model.parameters())), batch, reps=2)
@@ -70,14 +76,26 @@ def main() -> None:
     for size in a.sizes:
         nchw, nhwc = measure(model, size, a.batch, False), measure(model, size, a.batch, True)
         for work in nchw:
-            rows.append({"input px": size, "work": work, "NCHW img/s": round(nchw[work]),
-                         "channels_last img/s": round(nhwc[work]), "channels_last speed-up": f"{nhwc[work] / nchw[work]:.2f}x"})
+            rows.append(
+                {
+                    "input px": size,
+                    "work": work,
+                    "NCHW img/s": round(nchw[work]),
+                    "channels_last img/s": round(nhwc[work]),
+                    "channels_last speed-up": f"{nhwc[work] / nchw[work]:.2f}x",
+                }
+            )
             print(rows[-1], flush=True)
-    write_table("throughput", "Throughput by kind of work, input size and memory format", rows, [
-        f"Backbone {a.backbone}, batch {a.batch}, random inputs (speed does not depend on the pixels); best of 2-3 timed "
-        "repeats after a warm-up.",
-        "Command: python benchmarks/throughput.py --sizes " + " ".join(map(str, a.sizes)),
-    ])
+    write_table(
+        "throughput",
+        "Throughput by kind of work, input size and memory format",
+        rows,
+        [
+            f"Backbone {a.backbone}, batch {a.batch}, random inputs (speed does not depend on the pixels); best of 2-3 timed "
+            "repeats after a warm-up.",
+            "Command: python benchmarks/throughput.py --sizes " + " ".join(map(str, a.sizes)),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 SECTIONS = {  # README marker -> result files, in order
     "notebook-times": ["notebook_times"],
-    "results": ["full_phases", "recipe", "phase_speed", "data_path", "throughput", "resolution_strategy",
-                "gpu_path", "deployment"],
+    "results": [
+        "full_phases",
+        "recipe",
+        "phase_speed",
+        "data_path",
+        "throughput",
+        "resolution_strategy",
+        "gpu_path",
+        "deployment",
+    ],
 }
 
 
@@ -42,9 +50,13 @@ def notebook_times() -> dict[str, dict[str, str]]:
 
 def timing_table(times: dict[str, str], date: str) -> str:
     """The markdown table a notebook's first cell shows."""
-    lines = [f"**Reference timings** (whole notebook, top to bottom, first run; EfficientNet-Lite0; measured by "
-             f"`benchmarks/notebook_times.py` on {date}):", "",
-             "| profile | CPU (2 cores, no GPU) | GPU |", "|---|---|---|"]
+    lines = [
+        f"**Reference timings** (whole notebook, top to bottom, first run; EfficientNet-Lite0; measured by "
+        f"`benchmarks/notebook_times.py` on {date}):",
+        "",
+        "| profile | CPU (2 cores, no GPU) | GPU |",
+        "|---|---|---|",
+    ]
     for profile, label in PROFILE_ROWS.items():
         lines.append(f"| {label} | {times.get(f'{profile} (CPU)', 'not measured')} | not measured |")
     lines.append("| full (50,000 / 10,000 images) | not measured | not measured |")
@@ -61,8 +73,14 @@ def update_notebooks() -> None:
         path = ROOT / "notebooks" / f"{stem}.ipynb"
         nb = json.loads(path.read_text())
         src = "".join(nb["cells"][0]["source"])
-        new = re.sub(r"\*\*Reference timings\*\*.*?\n\n(?:\|[^\n]*(?:\n|$))+", lambda m: timing_table(row, stamp.group(1)),
-                     src, count=1, flags=re.S)
+        table = timing_table(row, stamp.group(1))
+        new = re.sub(
+            r"\*\*Reference timings\*\*.*?\n\n(?:\|[^\n]*(?:\n|$))+",
+            lambda _: table,  # noqa: B023 (re.sub calls it at once)
+            src,
+            count=1,
+            flags=re.S,
+        )
         if new != src:
             nb["cells"][0]["source"] = new.splitlines(keepends=True)
             path.write_text(json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n")

@@ -19,7 +19,6 @@ from tlcourse.checkpoint import ModelMeta
 from tlcourse.classifier import ImageClassifier
 from tlcourse.errors import CheckpointError
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
@@ -47,6 +46,7 @@ def _crashing_save(exc):
     def save(obj, f, *a, **k):
         real({"junk": torch.zeros(1000)}, f)  # some bytes reach the file first
         raise exc
+
     return save
 
 
@@ -174,8 +174,9 @@ def test_each_wrong_file_gets_one_clear_line(tmp_path, resnet_file, capsys):
 
 def test_wrong_backbone_or_class_count_says_both(resnet_file):
     with pytest.raises(CheckpointError) as e:
-        ImageClassifier("efficientnet_lite0", 3, classes=("a", "b", "c"), pretrained=False,
-                        device="cpu").load_model(resnet_file)
+        ImageClassifier("efficientnet_lite0", 3, classes=("a", "b", "c"), pretrained=False, device="cpu").load_model(
+            resnet_file
+        )
     assert "checkpoint is resnet18 with 3 classes, but this model is efficientnet_lite0 with 3 classes" in str(e.value)
     with pytest.raises(CheckpointError, match="resnet18 with 3 classes, but this model is resnet18 with 10 classes"):
         ImageClassifier("resnet18", 10, pretrained=False, device="cpu").load_model(resnet_file)
@@ -204,8 +205,17 @@ def test_resuming_a_state_from_another_run_is_refused(tmp_path):
         train.fit(other, loader, None, 2, checkpoint_path=state, resume=True, progress=False, log=None)
     same_shape = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
     with pytest.raises(CheckpointError, match="does not match the run"):
-        train.fit(same_shape, loader, None, 2, optimizer=torch.optim.SGD(same_shape.parameters(), 0.1),
-                  checkpoint_path=state, resume=True, progress=False, log=None)
+        train.fit(
+            same_shape,
+            loader,
+            None,
+            2,
+            optimizer=torch.optim.SGD(same_shape.parameters(), 0.1),
+            checkpoint_path=state,
+            resume=True,
+            progress=False,
+            log=None,
+        )
 
 
 def test_round_trip_and_file_permissions(tmp_path, resnet_file):

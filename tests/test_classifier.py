@@ -12,12 +12,15 @@ def clf():
     return ImageClassifier("resnet18", 10, pretrained=False, device="cpu")
 
 
-@pytest.mark.parametrize("image", [
-    np.zeros((300, 200, 3), np.uint8),
-    torch.rand(3, 17, 45),
-    Image.new("L", (64, 64), 128),
-    Image.new("RGBA", (5, 500), (10, 20, 30, 0)),
-])
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((300, 200, 3), np.uint8),
+        torch.rand(3, 17, 45),
+        Image.new("L", (64, 64), 128),
+        Image.new("RGBA", (5, 500), (10, 20, 30, 0)),
+    ],
+)
 def test_predict_accepts_any_size_and_mode(clf, image):
     pred = clf.predict(image, top_k=3)
     assert pred.label in clf.classes and len(pred.probabilities) == 3
@@ -44,8 +47,9 @@ def test_evaluate_reports_per_class(clf):
     from tlcourse import data, models
 
     x = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
-    loader = data.TensorLoader(x, torch.arange(20) % 10, 8,
-                               transform=data.BatchTransform(False, 32, *models.normalization("resnet18")))
+    loader = data.TensorLoader(
+        x, torch.arange(20) % 10, 8, transform=data.BatchTransform(False, 32, *models.normalization("resnet18"))
+    )
     ev = clf.evaluate(loader)
     assert ev.confusion_matrix.shape == (10, 10) and ev.confusion_matrix.sum() == 20
     assert set(ev.per_class_accuracy) == set(clf.classes) and 0 <= ev.accuracy <= 1

@@ -29,9 +29,14 @@ def test_default_profile_follows_the_device(monkeypatch):
     assert config.get_config(device="cuda").profile == "full"
 
 
-@pytest.mark.parametrize("kwargs, word", [({"profile": "huge"}, "TLCOURSE_PROFILE"),
-                                          ({"backbone": "vgg"}, "TLCOURSE_BACKBONE"),
-                                          ({"learning_rate": 1}, "unknown setting")])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"profile": "huge"}, "TLCOURSE_PROFILE"),
+        ({"backbone": "vgg"}, "TLCOURSE_BACKBONE"),
+        ({"learning_rate": 1}, "unknown setting"),
+    ],
+)
 def test_bad_settings_name_the_fix(kwargs, word):
     with pytest.raises(ConfigError, match=word):
         config.get_config(device="cpu", **kwargs)

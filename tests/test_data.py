@@ -61,9 +61,12 @@ def test_adjust_equals_torchvision(op, fn):
 
 
 def _summary(batch: torch.Tensor) -> dict[str, np.ndarray]:
-    return {"mean": batch.mean(dim=(1, 2, 3)).numpy(), "red-blue": (batch[:, 0] - batch[:, 2]).mean(dim=(1, 2)).numpy(),
-            "left-right": (batch[..., :16] - batch[..., 16:]).mean(dim=(1, 2, 3)).numpy(),
-            "std": batch.std(dim=(1, 2, 3)).numpy()}
+    return {
+        "mean": batch.mean(dim=(1, 2, 3)).numpy(),
+        "red-blue": (batch[:, 0] - batch[:, 2]).mean(dim=(1, 2)).numpy(),
+        "left-right": (batch[..., :16] - batch[..., 16:]).mean(dim=(1, 2, 3)).numpy(),
+        "std": batch.std(dim=(1, 2, 3)).numpy(),
+    }
 
 
 def test_batched_pipeline_has_the_seed_distribution():

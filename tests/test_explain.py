@@ -60,9 +60,7 @@ def test_both_backbones_frozen_model_unchanged(backbone):
     assert (cams.flatten(1).std(1) > 0).all()  # layer3 at 64 px is 4x4: the map varies
     assert model.training  # mode restored
     after = model.state_dict()
-    assert all(
-        torch.equal(before[k], after[k]) for k in before
-    )  # weights and BN statistics untouched
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics untouched
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0"])
@@ -72,9 +70,7 @@ def test_layer4_is_one_pixel_at_32px(backbone):
     assert sizes["layer4"] == (1, 1) and sizes["layer3"] == (2, 2)
     assert explain.feature_map_sizes(model, 128)["layer4"] == (4, 4)
     cams = explain.grad_cam(model, torch.randn(2, 3, 32, 32), stage="layer4")
-    assert torch.allclose(
-        cams, cams[:, :1, :1].expand_as(cams), atol=1e-5
-    )  # flat: one value per image
+    assert torch.allclose(cams, cams[:, :1, :1].expand_as(cams), atol=1e-5)  # flat: one value per image
 
 
 def test_targets_are_checked():

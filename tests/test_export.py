@@ -167,8 +167,9 @@ def test_table_reports_failures_instead_of_crashing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(export, "quantize_static_fx", broken)
     monkeypatch.setattr(export, "quantize_static_onnx", broken)
-    rows = export.compare_formats(model, meta, x, y, x[:8], tmp_path, sizes=(32, 48), warmup=1,
-                                  repeats=2, progress=False)
+    rows = export.compare_formats(
+        model, meta, x, y, x[:8], tmp_path, sizes=(32, 48), warmup=1, repeats=2, progress=False
+    )
     by_name = {r.name: r for r in rows}
     assert len(rows) == 6 and by_name["fp32 eager (PyTorch)"].agreement == 1.0
     assert by_name["ONNX Runtime fp32"].max_abs_diff < EXPORT_TOL and by_name["TorchScript fp32"].size_mb > 0

@@ -68,7 +68,9 @@ def test_cached_training_saves_the_whole_model_as_best(tmp_path):
 
     clf = ImageClassifier("resnet18", 10, pretrained=False, device="cpu")
     tr, te = _loaders()
-    clf.train(tr, 1, te, phase="layer4", cache=True, checkpoint_path=tmp_path / "run.state.pt", progress=False, log=None)
+    clf.train(
+        tr, 1, te, phase="layer4", cache=True, checkpoint_path=tmp_path / "run.state.pt", progress=False, log=None
+    )
     best = ImageClassifier.from_checkpoint(tmp_path / "run.best.pt", device="cpu")
     for (name, a), b in zip(clf.model.state_dict().items(), best.model.state_dict().values()):
         assert torch.equal(a, b), name

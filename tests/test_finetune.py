@@ -21,9 +21,7 @@ def test_param_groups_give_each_stage_its_rate(model):
     m = models.freeze_until(copy.deepcopy(model), "layer4")
     groups = finetune.param_groups_by_stage(m, {"fc": 1e-3}, default_lr=1e-4)
     assert [(g["stage"], g["lr"]) for g in groups] == [("layer4", 1e-4), ("fc", 1e-3)]
-    assert (
-        sum(p.numel() for g in groups for p in g["params"]) == models.count_parameters(m).trainable
-    )
+    assert sum(p.numel() for g in groups for p in g["params"]) == models.count_parameters(m).trainable
     opt = train.make_optimizer(m, 1.0, param_groups=groups)
     before = copy.deepcopy(m.state_dict())
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
@@ -36,9 +34,7 @@ def test_param_groups_give_each_stage_its_rate(model):
     l4_step = max((p - before[f"layer4.{n}"]).abs().max().item() for n, p in l4.items())
     assert 0.5e-3 < fc_step < 1.5e-3
     assert 0.5e-4 < l4_step < 1.5e-4
-    assert torch.equal(
-        m.layer1[0]._depthwise_conv.weight, before["layer1.0._depthwise_conv.weight"]
-    )
+    assert torch.equal(m.layer1[0]._depthwise_conv.weight, before["layer1.0._depthwise_conv.weight"])
 
 
 def test_param_groups_refuse_unknown_or_missing_rates(model):
@@ -51,9 +47,7 @@ def test_param_groups_refuse_unknown_or_missing_rates(model):
 
 def test_layerwise_lrs_decay_towards_the_input():
     lrs = finetune.layerwise_lrs(1e-3, 0.5)
-    assert (
-        lrs["fc"] == 1e-3 and lrs["layer4"] == 5e-4 and lrs["conv1"] == pytest.approx(1e-3 * 0.5**5)
-    )
+    assert lrs["fc"] == 1e-3 and lrs["layer4"] == 5e-4 and lrs["conv1"] == pytest.approx(1e-3 * 0.5**5)
 
 
 def test_bn_drift_only_without_train_mode(model):
@@ -86,9 +80,7 @@ def test_weight_change_and_feature_drift(model):
     change = finetune.weight_change_by_stage(before, m)
     assert change["fc"] > 0 and change["layer1"] == 0
     x = torch.randn(4, 3, 32, 32)
-    assert finetune.feature_drift(model, m, x) == pytest.approx(
-        1.0, abs=1e-5
-    )  # fc is not a feature layer
+    assert finetune.feature_drift(model, m, x) == pytest.approx(1.0, abs=1e-5)  # fc is not a feature layer
     with torch.no_grad():
         m.layer4[-3].weight.mul_(-1)  # flip the head convolution: features change
     assert finetune.feature_drift(model, m, x) < 0.99
@@ -117,9 +109,7 @@ def test_compare_strategies_on_real_data(cfg):
         finetune.Strategy("head", "fc", 1e-3, pretrained=False),
         finetune.Strategy("all", "conv1", 1e-3, pretrained=False, bn_momentum=0.1),
     ]
-    table, histories = finetune.compare_strategies(
-        small, strategies, epochs=1, time_steps=1, progress=False
-    )
+    table, histories = finetune.compare_strategies(small, strategies, epochs=1, time_steps=1, progress=False)
     assert list(table.index) == ["head", "all"] and set(histories) == {"head", "all"}
     assert table.loc["head", "trainable params"] < table.loc["all", "trainable params"]
     assert table["test acc"].between(0, 1).all()

@@ -46,8 +46,14 @@ def _clutter(root: Path) -> dict[str, int]:
         (s / "frog" / "notes.jpg").write_text("not a picture")
         (s / "frog" / "cut.jpg").write_bytes(photo.getvalue()[:300])
         (s / "frog" / "big_photo.JPG").write_bytes(photo.getvalue())  # another size: made 32x32
-    return {"hidden": 2, "not images": 2, "subfolders, not searched": 1, "files outside class folders": 1,
-            "empty class folders": 1, "unreadable images": 3}
+    return {
+        "hidden": 2,
+        "not images": 2,
+        "subfolders, not searched": 1,
+        "files outside class folders": 1,
+        "empty class folders": 1,
+        "unreadable images": 3,
+    }
 
 
 def _one_warning(record) -> str:
@@ -66,8 +72,16 @@ def test_load_split_skips_clutter_with_one_warning(tmp_path):
     assert msg.startswith(f"{root / 'train'}: skipped {sum(counts.values())} entries")
     for kind, n in counts.items():
         assert f"{n} {kind} [" in msg, (kind, msg)
-    for name in (".DS_Store", "cat/labels.csv", "dog/more/", "README.md", "bird/", "frog/empty.png",
-                 "frog/notes.jpg", "frog/cut.jpg"):
+    for name in (
+        ".DS_Store",
+        "cat/labels.csv",
+        "dog/more/",
+        "README.md",
+        "bird/",
+        "frog/empty.png",
+        "frog/notes.jpg",
+        "frog/cut.jpg",
+    ):
         assert name in msg
     assert train.classes == ("cat", "dog", "frog") and len(train) == 13  # 4 + 4 + 4 + big_photo
     assert train.images.shape == (13, 3, 32, 32) and train.images.dtype == torch.uint8
@@ -131,14 +145,20 @@ def test_split_where_nothing_decodes_is_refused(tmp_path):
     assert "none of its 3 image files could be read" in str(e.value) and "a text file" in str(e.value)
 
 
-@pytest.mark.parametrize("make, phrase", [
-    (lambda r: None, "no such folder"),
-    (lambda r: r.write_text("x"), "is a file, not a folder"),
-    (lambda r: (r / "train" / "cat").mkdir(parents=True), "but no test/ folder"),
-    (lambda r: (r / "photos").mkdir(parents=True), "holds no train/ and test/ folders (found ['photos'])"),
-    (lambda r: [(r / s / "cat").mkdir(parents=True) for s in data.SPLITS], "none of the 1 class folders holds an image"),
-    (lambda r: [(r / s).mkdir(parents=True) for s in data.SPLITS], "no class folders"),
-])
+@pytest.mark.parametrize(
+    "make, phrase",
+    [
+        (lambda r: None, "no such folder"),
+        (lambda r: r.write_text("x"), "is a file, not a folder"),
+        (lambda r: (r / "train" / "cat").mkdir(parents=True), "but no test/ folder"),
+        (lambda r: (r / "photos").mkdir(parents=True), "holds no train/ and test/ folders (found ['photos'])"),
+        (
+            lambda r: [(r / s / "cat").mkdir(parents=True) for s in data.SPLITS],
+            "none of the 1 class folders holds an image",
+        ),
+        (lambda r: [(r / s).mkdir(parents=True) for s in data.SPLITS], "no class folders"),
+    ],
+)
 def test_unusable_root_is_refused_never_replaced(tmp_path, monkeypatch, make, phrase):
     """A folder the user names is never silently swapped for another copy or a download."""
     monkeypatch.setattr(data, "download_cifar10", lambda dest: pytest.fail("must not download"))

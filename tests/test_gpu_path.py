@@ -9,8 +9,14 @@ def _setup(seed=0):
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(64, 3, 8, 8, generator=g), torch.arange(64) % 4
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    )
     return net, data.TensorLoader(x, y, 16, shuffle=True), data.TensorLoader(x, y, 32)
 
 

@@ -77,8 +77,13 @@ def make_good_images(d: Path) -> dict[str, tuple[Path, tuple[int, int], callable
     pal = _halves(16, 8).convert("P", palette=Image.Palette.ADAPTIVE, colors=2)
     add("palette.png", pal, (16, 8), lambda a: _close(a[4, 2], RED, 0) and _close(a[4, 12], BLUE, 0))
     transparent_index = pal.getpixel((0, 0))  # the red half becomes transparent -> white
-    add("palette_transparent.png", pal, (16, 8), lambda a: _close(a[4, 2], WHITE, 0) and _close(a[4, 12], BLUE, 0),
-        transparency=transparent_index)
+    add(
+        "palette_transparent.png",
+        pal,
+        (16, 8),
+        lambda a: _close(a[4, 2], WHITE, 0) and _close(a[4, 12], BLUE, 0),
+        transparency=transparent_index,
+    )
     add("palette_transparent.gif", pal, (16, 8), lambda a: _close(a[4, 2], WHITE, 0), transparency=transparent_index)
     cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))  # red in CMYK
     add("cmyk.jpg", cmyk, (16, 16), lambda a: _close(a[8, 8], RED, 60), quality=95)
@@ -91,10 +96,21 @@ def make_good_images(d: Path) -> dict[str, tuple[Path, tuple[int, int], callable
     # the stored left (red) half ends up on top.
     exif = Image.Exif()
     exif[0x0112] = 6
-    add("exif_rotated.jpg", _halves(40, 20), (20, 40),
-        lambda a: _close(a[5, 10], RED) and _close(a[35, 10], BLUE), exif=exif, quality=95)
-    add("photo.webp", _halves(30, 20), (30, 20), lambda a: _close(a[10, 3], RED) and _close(a[10, 27], BLUE),
-        lossless=True)
+    add(
+        "exif_rotated.jpg",
+        _halves(40, 20),
+        (20, 40),
+        lambda a: _close(a[5, 10], RED) and _close(a[35, 10], BLUE),
+        exif=exif,
+        quality=95,
+    )
+    add(
+        "photo.webp",
+        _halves(30, 20),
+        (30, 20),
+        lambda a: _close(a[10, 3], RED) and _close(a[10, 27], BLUE),
+        lossless=True,
+    )
     add("photo.bmp", _halves(30, 20), (30, 20), lambda a: _close(a[10, 3], RED, 0))
     add("photo.tiff", _halves(30, 20), (30, 20), lambda a: _close(a[10, 27], BLUE, 0))
     add("float.tiff", Image.fromarray(np.full((5, 6), 0.5, np.float32)), (6, 5), lambda a: (a == 128).all())
@@ -163,10 +179,27 @@ def _one_line_naming(err: Exception, name: str) -> str:
 # ---------------------------------------------------------------- accepted forms
 
 
-GOOD_NAMES = ["grayscale.png", "bilevel.png", "rgba_transparent.png", "rgba_half.png", "la_transparent.png",
-              "palette.png", "palette_transparent.png", "palette_transparent.gif", "cmyk.jpg", "gray16.png",
-              "rgb16.png", "exif_rotated.jpg", "photo.webp", "photo.bmp", "photo.tiff", "float.tiff",
-              "animated.gif", "tiny.png", "UPPER.JPG"]
+GOOD_NAMES = [
+    "grayscale.png",
+    "bilevel.png",
+    "rgba_transparent.png",
+    "rgba_half.png",
+    "la_transparent.png",
+    "palette.png",
+    "palette_transparent.png",
+    "palette_transparent.gif",
+    "cmyk.jpg",
+    "gray16.png",
+    "rgb16.png",
+    "exif_rotated.jpg",
+    "photo.webp",
+    "photo.bmp",
+    "photo.tiff",
+    "float.tiff",
+    "animated.gif",
+    "tiny.png",
+    "UPPER.JPG",
+]
 
 
 @pytest.mark.parametrize("name", GOOD_NAMES)
@@ -185,8 +218,12 @@ def test_source_forms_agree(good):
     ref = np.asarray(images.load_image(path))
     with open(path, "rb") as f:
         from_file = images.load_image(f)
-    for other in (images.load_image(path.read_bytes()), from_file, images.load_image(Image.open(path)),
-                  images.load_image(str(path))):
+    for other in (
+        images.load_image(path.read_bytes()),
+        from_file,
+        images.load_image(Image.open(path)),
+        images.load_image(str(path)),
+    ):
         assert np.array_equal(np.asarray(other), ref)
 
 
@@ -203,31 +240,52 @@ def test_very_large_photo(tmp_path, clf):
 
 def test_decompression_bomb_is_refused(tmp_path):
     """A PNG header claiming 30000 x 30000 pixels is refused before any memory is spent."""
+
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     p = tmp_path / "bomb.png"
-    p.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
-                  + chunk(b"IEND", b""))
+    p.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
     with pytest.raises(ImageError) as e:
         images.load_image(p)
     assert "too large" in _one_line_naming(e.value, str(p))
 
 
-@pytest.mark.parametrize("arr", [
-    np.zeros((5, 7), np.uint8), np.zeros((5, 7, 1), np.uint8), np.zeros((5, 7, 3), np.uint8),
-    np.zeros((5, 7, 4), np.uint8), np.full((5, 7, 3), 65535, np.uint16), np.ones((5, 7, 3), np.float64),
-    np.full((5, 7, 3), 200, np.int64), np.ones((5, 7, 3), np.float16),
-])
+@pytest.mark.parametrize(
+    "arr",
+    [
+        np.zeros((5, 7), np.uint8),
+        np.zeros((5, 7, 1), np.uint8),
+        np.zeros((5, 7, 3), np.uint8),
+        np.zeros((5, 7, 4), np.uint8),
+        np.full((5, 7, 3), 65535, np.uint16),
+        np.ones((5, 7, 3), np.float64),
+        np.full((5, 7, 3), 200, np.int64),
+        np.ones((5, 7, 3), np.float16),
+    ],
+)
 def test_arrays_in_every_supported_dtype(arr):
     img = images.load_image(arr)
     assert img.mode == "RGB" and img.size == (7, 5)
 
 
-@pytest.mark.parametrize("t", [
-    torch.rand(3, 5, 7), torch.rand(1, 5, 7), torch.rand(1, 3, 5, 7), torch.rand(5, 7),
-    torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8), torch.randint(0, 256, (3, 5, 7)),  # int64
-    torch.rand(3, 5, 7, dtype=torch.bfloat16), torch.rand(4, 5, 7),
-])
+@pytest.mark.parametrize(
+    "t",
+    [
+        torch.rand(3, 5, 7),
+        torch.rand(1, 5, 7),
+        torch.rand(1, 3, 5, 7),
+        torch.rand(5, 7),
+        torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8),
+        torch.randint(0, 256, (3, 5, 7)),  # int64
+        torch.rand(3, 5, 7, dtype=torch.bfloat16),
+        torch.rand(4, 5, 7),
+    ],
+)
 def test_tensors_in_every_supported_dtype(t):
     img = images.load_image(t)
     assert img.mode == "RGB" and img.size == (7, 5)
@@ -265,8 +323,9 @@ def test_loaders_convert_every_form(good, tmp_path, monkeypatch):
 # ---------------------------------------------------------------- refused inputs
 
 
-@pytest.mark.parametrize("name", ["empty.jpg", "truncated.jpg", "truncated.png", "corrupt.png", "notes.jpg",
-                                  "folder.png", "missing.png"])
+@pytest.mark.parametrize(
+    "name", ["empty.jpg", "truncated.jpg", "truncated.png", "corrupt.png", "notes.jpg", "folder.png", "missing.png"]
+)
 def test_bad_files_are_refused_in_one_line(bad, clf, name):
     path, phrase = bad[name]
     for call in (images.load_image, clf.predict):
@@ -275,27 +334,30 @@ def test_bad_files_are_refused_in_one_line(bad, clf, name):
         assert phrase in _one_line_naming(e.value, str(path))
 
 
-@pytest.mark.parametrize("value, phrase", [
-    (np.zeros((3, 32, 32), np.uint8), "channels-first"),
-    (np.zeros((32, 32, 2), np.uint8), "not an image"),
-    (np.zeros(32, np.uint8), "not an image"),
-    (np.zeros((0, 32, 3), np.uint8), "no pixels"),
-    (np.zeros((8, 8, 3), bool), "dtype bool"),
-    (np.zeros((8, 8, 3), np.complex64), "dtype complex64"),
-    (np.full((8, 8, 3), 255.0), "float values span [255, 255]"),
-    (np.full((8, 8, 3), 300, np.int32), "values span [300, 300]"),
-    (np.full((8, 8, 3), np.nan, np.float32), "NaN or Inf"),
-    (torch.zeros(2, 3, 8, 8), "a batch of 2 images"),
-    (torch.zeros(32, 32, 3), "permute(2, 0, 1)"),
-    (torch.zeros(3, 4, 4, 4, 4), "not an image"),
-    (torch.zeros(3, 8, 8, dtype=torch.bool), "dtype torch.bool"),
-    (torch.randn(3, 8, 8) * 2 - 1, "un-normalize first"),
-    (torch.full((3, 8, 8), float("inf")), "NaN or Inf"),
-    (None, "cannot read an image from a NoneType"),
-    ([[0, 1], [2, 3]], "cannot read an image from a list"),
-    ("", "the path is empty"),
-    ("https://example.com/cat.jpg", "download the image first"),
-])
+@pytest.mark.parametrize(
+    "value, phrase",
+    [
+        (np.zeros((3, 32, 32), np.uint8), "channels-first"),
+        (np.zeros((32, 32, 2), np.uint8), "not an image"),
+        (np.zeros(32, np.uint8), "not an image"),
+        (np.zeros((0, 32, 3), np.uint8), "no pixels"),
+        (np.zeros((8, 8, 3), bool), "dtype bool"),
+        (np.zeros((8, 8, 3), np.complex64), "dtype complex64"),
+        (np.full((8, 8, 3), 255.0), "float values span [255, 255]"),
+        (np.full((8, 8, 3), 300, np.int32), "values span [300, 300]"),
+        (np.full((8, 8, 3), np.nan, np.float32), "NaN or Inf"),
+        (torch.zeros(2, 3, 8, 8), "a batch of 2 images"),
+        (torch.zeros(32, 32, 3), "permute(2, 0, 1)"),
+        (torch.zeros(3, 4, 4, 4, 4), "not an image"),
+        (torch.zeros(3, 8, 8, dtype=torch.bool), "dtype torch.bool"),
+        (torch.randn(3, 8, 8) * 2 - 1, "un-normalize first"),
+        (torch.full((3, 8, 8), float("inf")), "NaN or Inf"),
+        (None, "cannot read an image from a NoneType"),
+        ([[0, 1], [2, 3]], "cannot read an image from a list"),
+        ("", "the path is empty"),
+        ("https://example.com/cat.jpg", "download the image first"),
+    ],
+)
 def test_bad_values_are_refused_in_one_line(clf, value, phrase):
     for call in (images.load_image, clf.predict):
         with pytest.raises(ImageError) as e:
@@ -337,15 +399,22 @@ def test_cli_predict_reports_each_bad_file_in_one_line(tiny_ckpt, good, bad, cap
     assert rc == 2  # some inputs failed
     assert [line.split(": ")[0] for line in out.splitlines()] == ok
     lines = err.splitlines()
-    assert len(lines) == len(refused) and all(line.startswith(f"error: {p}: ") for line, p in zip(lines, refused, strict=True))
+    assert len(lines) == len(refused) and all(
+        line.startswith(f"error: {p}: ") for line, p in zip(lines, refused, strict=True)
+    )
     assert main(["predict", str(tiny_ckpt), *ok]) == 0
 
 
 def test_cli_predict_in_a_subprocess_has_no_traceback(tiny_ckpt, good, bad):
     args = [str(good["exif_rotated.jpg"][0]), str(bad["truncated.jpg"][0]), str(bad["missing.png"][0])]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "tlcourse", "predict", str(tiny_ckpt), *args],
-                       capture_output=True, text=True, timeout=120, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "tlcourse", "predict", str(tiny_ckpt), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stdout.startswith(args[0] + ": ") and r.stdout.count("\n") == 1
     assert r.stderr.splitlines() == [line for line in r.stderr.splitlines() if line.startswith("error: ")]
@@ -401,8 +470,15 @@ def _bounds(mean, std):
     return lo - 1e-4, hi + 1e-4
 
 
-@given(n=st.integers(1, 4), h=st.integers(1, 48), w=st.integers(1, 48), out=st.integers(4, 72),
-       train=st.booleans(), backbone=st.sampled_from(list(models.BACKBONES)), seed=st.integers(0, 1000))
+@given(
+    n=st.integers(1, 4),
+    h=st.integers(1, 48),
+    w=st.integers(1, 48),
+    out=st.integers(4, 72),
+    train=st.booleans(),
+    backbone=st.sampled_from(list(models.BACKBONES)),
+    seed=st.integers(0, 1000),
+)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_batch_transform_shape_dtype_range(n, h, w, out, train, backbone, seed):
     mean, std = models.normalization(backbone)

@@ -48,6 +48,7 @@ def no_cifar(tmp_path, monkeypatch):
         attempts.append(url)
         Path(download_root, filename).write_bytes(b"\x1f\x8b" + os.urandom(1 << 20))  # a partial .tar.gz
         raise OFFLINE
+
     monkeypatch.setattr(tv_cifar, "download_and_extract_archive", dies_halfway)
     return cache, attempts
 
@@ -131,8 +132,19 @@ def test_missing_resnet_weights_offline_names_where_to_put_them(no_weights):
 
 
 def test_cli_train_without_weights_exits_non_zero_with_one_line(no_weights, tiny_folder, tmp_path, capsys):
-    rc = main(["train", "--profile", "smoke", "--backbone", "resnet18", "--data-dir", str(tiny_folder),
-               "--out", str(tmp_path / "m.pt")])
+    rc = main(
+        [
+            "train",
+            "--profile",
+            "smoke",
+            "--backbone",
+            "resnet18",
+            "--data-dir",
+            str(tiny_folder),
+            "--out",
+            str(tmp_path / "m.pt"),
+        ]
+    )
     err = capsys.readouterr().err
     lines = _last_line(err).splitlines()  # torch.hub's download bar may stand above the message
     assert rc == 2 and "Traceback" not in err and [x for x in lines if x.startswith("error:")] == lines[-1:]

@@ -22,8 +22,9 @@ def _close_figures():
 
 def test_augmentation_gallery_rows_and_columns():
     imgs = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
-    fig = plots.plot_augmentation_gallery({"original": imgs, "flip": imgs.flip(-1), "float": imgs / 255.0},
-                                          labels=[0, 1, 2, 3, 4])
+    fig = plots.plot_augmentation_gallery(
+        {"original": imgs, "flip": imgs.flip(-1), "float": imgs / 255.0}, labels=[0, 1, 2, 3, 4]
+    )
     axes = np.array(fig.axes).reshape(3, 5)
     assert [a.get_ylabel() for a in axes[:, 0]] == ["original", "flip", "float"]
     assert axes[0, 3].get_title() == data.CLASSES[3]
@@ -70,8 +71,7 @@ def test_resolution_sweep_two_panels():
 
 def test_prediction_panels_and_bar_lengths():
     img = np.zeros((40, 60, 3), dtype=np.uint8)
-    fig = plots.plot_prediction(img, {"cat": 0.7, "dog": 0.2, "frog": 0.05},
-                                model_input=torch.zeros(1, 3, 32, 32))
+    fig = plots.plot_prediction(img, {"cat": 0.7, "dog": 0.2, "frog": 0.05}, model_input=torch.zeros(1, 3, 32, 32))
     assert len(fig.axes) == 3 and "32 px" in fig.axes[1].get_title()
     bars = fig.axes[-1].patches
     assert [b.get_width() for b in bars] == pytest.approx([5, 20, 70])  # top class drawn last (at the top)

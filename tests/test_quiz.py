@@ -118,9 +118,7 @@ def test_malformed_data_is_refused_with_a_clear_message(tmp_path, obj, message):
 def test_missing_field_names_the_question(tmp_path):
     item = good_item(id="lr-question")
     del item["section"]
-    with pytest.raises(
-        quiz.QuizError, match=r"question 1 \('lr-question'\): missing field\(s\) \['section'\]"
-    ):
+    with pytest.raises(quiz.QuizError, match=r"question 1 \('lr-question'\): missing field\(s\) \['section'\]"):
         quiz.load_questions(write(tmp_path, {"version": 1, "questions": [item]}))
 
 

@@ -10,12 +10,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     command = re.search(r"<!-- test-command -->\s*```(?:bash)?\n(.+?)\n```", readme, re.S).group(1).strip()
-    ci_lines = [ln.strip() for ln in (ROOT / ".ci/run").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    ci_lines = [
+        ln.strip() for ln in (ROOT / ".ci/run").read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    ]
     assert ci_lines[-1] == command
 
 
 def test_requirements_keep_loose_bounds():
-    lines = [ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (ROOT / "requirements.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert lines[-1] == "-e ."
     assert not any("==" in ln or "<" in ln for ln in lines)
     deps = (ROOT / "pyproject.toml").read_text()
@@ -36,4 +42,6 @@ def test_every_notebook_starts_with_the_shared_cell():
     for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         code = [c for c in json.loads(nb_path.read_text())["cells"] if c["cell_type"] == "code"]
         first = "".join(code[0]["source"])
-        assert first.strip() == "# NBVAL_IGNORE_OUTPUT\nfrom tlcourse import setup_notebook\ncfg = setup_notebook()", nb_path.name
+        assert first.strip() == "# NBVAL_IGNORE_OUTPUT\nfrom tlcourse import setup_notebook\ncfg = setup_notebook()", (
+            nb_path.name
+        )

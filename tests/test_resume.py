@@ -89,9 +89,11 @@ def _run(cfg, make, ckpt=None, resume=False, stop_batch=None, stop_epoch=None, m
             if len(calls) == stop_epoch:
                 raise KeyboardInterrupt
             return real(*a, **k)
+
         monkeypatch.setattr(train, "train_one_epoch", stopping)
-    hist = train.fit(model, train_loader, test_loader, EPOCHS, lr=0.05, checkpoint_path=ckpt, resume=resume,
-                     progress=False, log=None)
+    hist = train.fit(
+        model, train_loader, test_loader, EPOCHS, lr=0.05, checkpoint_path=ckpt, resume=resume, progress=False, log=None
+    )
     if stop_epoch:
         monkeypatch.undo()
     return model, hist
@@ -147,8 +149,9 @@ def test_interrupt_before_any_save_says_so(folder, tmp_path):
     lines = []
     loader, _ = data.make_loaders(_cfg(folder, tmp_path))
     model = models.make_deep_net(1, width=8, num_classes=3)
-    hist = train.fit(model, _StopAt(loader, 1), None, 2, checkpoint_path=tmp_path / "s.pt", progress=False,
-                     log=lines.append)
+    hist = train.fit(
+        model, _StopAt(loader, 1), None, 2, checkpoint_path=tmp_path / "s.pt", progress=False, log=lines.append
+    )
     assert hist.interrupted and lines == ["interrupted during epoch 1; nothing was saved yet"]
 
 
@@ -156,8 +159,22 @@ def test_interrupt_before_any_save_says_so(folder, tmp_path):
 
 
 def _cli_args(folder: Path, out: Path) -> list[str]:
-    return ["train", "--backbone", "efficientnet_lite0", "--profile", "smoke", "--epochs", "3",
-            "--finetune-epochs", "2", "--data-dir", str(folder), "--out", str(out), "--no-progress"]
+    return [
+        "train",
+        "--backbone",
+        "efficientnet_lite0",
+        "--profile",
+        "smoke",
+        "--epochs",
+        "3",
+        "--finetune-epochs",
+        "2",
+        "--data-dir",
+        str(folder),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +199,7 @@ def test_cli_ctrl_c_then_resume(folder, tmp_path, monkeypatch, capsys, cli_refer
         if len(calls) == 2:  # Ctrl-C during the second head epoch
             raise KeyboardInterrupt
         return real(*a, **k)
+
     monkeypatch.setattr(train, "train_one_epoch", stopping)
     assert main(_cli_args(folder, out)) == 130
     err = capsys.readouterr().err
@@ -213,8 +231,12 @@ def test_killed_process_resumes_to_the_same_weights(folder, tmp_path, cli_refere
     env = {**os.environ, **ONE_THREAD_ENV, "TLCOURSE_CACHE_DIR": str(tmp_path / "cache")}
     state = tmp_path / "m.head.state.pt"
     with open(tmp_path / "log.txt", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-c", _SLOW_AFTER_FIRST_EPOCH, *_cli_args(folder, out)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SLOW_AFTER_FIRST_EPOCH, *_cli_args(folder, out)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         try:
             deadline = time.monotonic() + 180
             while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -225,8 +247,13 @@ def test_killed_process_resumes_to_the_same_weights(folder, tmp_path, cli_refere
             proc.wait()
     assert proc.returncode == -9 and not out.exists()
     assert checkpoint.safe_load(state, checkpoint.STATE_FORMAT)["epoch"] == 1
-    r = subprocess.run([sys.executable, "-m", "tlcourse", *_cli_args(folder, out), "--resume"],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "tlcourse", *_cli_args(folder, out), "--resume"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "resumed from" in r.stdout and "Traceback" not in r.stderr
     assert _same_weights(checkpoint.read_model(out)[1], cli_reference)

@@ -84,12 +84,15 @@ def test_jpeg_with_alpha_and_odd_size_are_fine(client):
     assert _post(client, buf.getvalue(), name="grey.jpg").status_code == 200
 
 
-@pytest.mark.parametrize("content, status, words", [
-    (b"", 400, "empty"),
-    (b"hello, I am a text file\n", 400, "not an image"),
-    (_png()[:200], 400, "truncated or corrupt"),
-    (b"\x00" * 200_001, 413, "larger than"),
-])
+@pytest.mark.parametrize(
+    "content, status, words",
+    [
+        (b"", 400, "empty"),
+        (b"hello, I am a text file\n", 400, "not an image"),
+        (_png()[:200], 400, "truncated or corrupt"),
+        (b"\x00" * 200_001, 413, "larger than"),
+    ],
+)
 def test_bad_uploads_get_a_clear_4xx(client, content, status, words):
     r = _post(client, content, name="upload.png")
     assert r.status_code == status
@@ -126,8 +129,12 @@ def test_serve_command_answers_over_http(checkpoint):
     with socket.socket() as s:  # a free loopback port
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "tlcourse", "serve", str(checkpoint), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlcourse", "serve", str(checkpoint), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -147,8 +154,23 @@ def test_serve_command_answers_over_http(checkpoint):
 
 
 def test_bench_command_prints_latency(checkpoint, capsys):
-    rc = main(["bench", str(checkpoint), "--sizes", "32", "--formats", "eager", "onnx", "--warmup", "1",
-               "--repeats", "3", "--threads", "1"])
+    rc = main(
+        [
+            "bench",
+            str(checkpoint),
+            "--sizes",
+            "32",
+            "--formats",
+            "eager",
+            "onnx",
+            "--warmup",
+            "1",
+            "--repeats",
+            "3",
+            "--threads",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "1 threads" in out
     lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.split() and ln.split()[0] in ("eager", "onnx")}

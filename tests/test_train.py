@@ -29,8 +29,16 @@ def test_step_lr_follows_the_seed():
     tr, te = _tiny()
     net = _net()
     opt = train.make_optimizer(net, 1e-3)
-    hist = train.fit(net, tr, te, epochs=3, optimizer=opt, scheduler=train.make_scheduler(opt, step_size=2, gamma=0.1),
-                     progress=False, log=None)
+    hist = train.fit(
+        net,
+        tr,
+        te,
+        epochs=3,
+        optimizer=opt,
+        scheduler=train.make_scheduler(opt, step_size=2, gamma=0.1),
+        progress=False,
+        log=None,
+    )
     assert [round(v, 6) for v in hist.lr] == [1e-3, 1e-3, 1e-4]
 
 
@@ -46,8 +54,18 @@ def test_early_stopping_and_best_checkpoint(tmp_path):
     noise = torch.randn(32, 3, 8, 8, generator=torch.Generator().manual_seed(9))
     te = data.TensorLoader(noise, torch.randint(0, 2, (32,)), 32)  # nothing to learn: test loss soon stops falling
     meta = checkpoint.ModelMeta("resnet18", ("a", "b"), 8, (0.0,) * 3, (1.0,) * 3)
-    hist = train.fit(_net(), tr, te, epochs=30, lr=0.5, patience=2, checkpoint_path=tmp_path / "run.state.pt",
-                     meta=meta, progress=False, log=None)
+    hist = train.fit(
+        _net(),
+        tr,
+        te,
+        epochs=30,
+        lr=0.5,
+        patience=2,
+        checkpoint_path=tmp_path / "run.state.pt",
+        meta=meta,
+        progress=False,
+        log=None,
+    )
     assert hist.stopped_early and len(hist.epoch) < 30
     saved_meta, state = checkpoint.read_model(tmp_path / "run.best.pt")
     assert saved_meta == meta and hist.best_epoch in hist.epoch

@@ -15,7 +15,9 @@ from .errors import TLCourseError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=list(config.PROFILES), help="default: TLCOURSE_PROFILE, else quick (full on a GPU)")
+    p.add_argument(
+        "--profile", choices=list(config.PROFILES), help="default: TLCOURSE_PROFILE, else quick (full on a GPU)"
+    )
     p.add_argument("--data-dir", help="folder holding cifar10/{train,test}/ or cifar-10-batches-py/")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--seed", type=int, default=0)
@@ -28,8 +30,10 @@ def run_recipe(a: argparse.Namespace, cfg: config.Config) -> int:
     out = Path(a.out or f"checkpoints/{cfg.backbone}-{recipe.name}.pt")
     print(f"recipe {recipe.name}: {recipe.summary}")
     clf, ev, seconds = recipes.run_recipe(recipe, cfg, out, progress=not a.no_progress)
-    print(f"test accuracy {ev.accuracy:.2%} on {len(ev.labels):,} images ({cfg.backbone}, {recipe.image_size}px, "
-          f"recipe {recipe.name}) in {seconds['total'] / 60:.1f} min")
+    print(
+        f"test accuracy {ev.accuracy:.2%} on {len(ev.labels):,} images ({cfg.backbone}, {recipe.image_size}px, "
+        f"recipe {recipe.name}) in {seconds['total'] / 60:.1f} min"
+    )
     print(f"saved {out}")
     return 0
 
@@ -39,8 +43,16 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     if a.recipe and not a.profile:
         a.profile = "full"  # a recipe is a claim about the whole data set
-    cfg = config.get_config(a.profile, backbone=a.backbone, data_dir=a.data_dir, device=a.device, seed=a.seed,
-                            image_size=a.image_size, epochs=a.epochs, finetune_epochs=a.finetune_epochs)
+    cfg = config.get_config(
+        a.profile,
+        backbone=a.backbone,
+        data_dir=a.data_dir,
+        device=a.device,
+        seed=a.seed,
+        image_size=a.image_size,
+        epochs=a.epochs,
+        finetune_epochs=a.finetune_epochs,
+    )
     runtime.seed_everything(cfg.seed)
     print(runtime.describe(cfg))
     if a.recipe:
@@ -48,22 +60,33 @@ def cmd_train(a: argparse.Namespace) -> int:
     out = Path(a.out or f"checkpoints/{cfg.backbone}-{cfg.profile}.pt")
     train_loader, test_loader = data.make_loaders(cfg)
     classes = data.load_datasets(cfg)[0].classes  # CIFAR-10's, or a custom folder's
-    clf = ImageClassifier(cfg.backbone, len(classes), classes, image_size=cfg.image_size, device=cfg.device,
-                          weights_path=a.weights)
+    clf = ImageClassifier(
+        cfg.backbone, len(classes), classes, image_size=cfg.image_size, device=cfg.device, weights_path=a.weights
+    )
     t0 = time.perf_counter()
     for phase, epochs, lr in (("head", cfg.epochs, cfg.lr_head), ("layer4", cfg.finetune_epochs, cfg.lr_finetune)):
         if epochs <= 0:
             continue
-        hist = clf.train(train_loader, epochs, test_loader, phase=phase, lr=lr, progress=not a.no_progress,
-                         checkpoint_path=out.with_name(f"{out.stem}.{phase}.state.pt"), resume=a.resume,
-                         cache=phase == "head" and not a.seed_loop)
+        hist = clf.train(
+            train_loader,
+            epochs,
+            test_loader,
+            phase=phase,
+            lr=lr,
+            progress=not a.no_progress,
+            checkpoint_path=out.with_name(f"{out.stem}.{phase}.state.pt"),
+            resume=a.resume,
+            cache=phase == "head" and not a.seed_loop,
+        )
         if hist.interrupted:
             print("stopped; run the same command with --resume to continue", file=sys.stderr)
             return 130
     result = clf.evaluate(test_loader)
     clf.save_model(out)
-    print(f"test accuracy {result.accuracy:.2%} on {len(result.labels):,} images "
-          f"({cfg.backbone}, {cfg.image_size}px, profile {cfg.profile}) in {time.perf_counter() - t0:.0f}s")
+    print(
+        f"test accuracy {result.accuracy:.2%} on {len(result.labels):,} images "
+        f"({cfg.backbone}, {cfg.image_size}px, profile {cfg.profile}) in {time.perf_counter() - t0:.0f}s"
+    )
     print(f"saved {out}")
     return 0
 
@@ -72,8 +95,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .classifier import ImageClassifier
 
     clf = ImageClassifier.from_checkpoint(a.checkpoint, device=a.device)
-    cfg = config.get_config(a.profile, backbone=clf.meta.backbone, data_dir=a.data_dir, device=str(clf.device),
-                            seed=a.seed, image_size=clf.meta.image_size)
+    cfg = config.get_config(
+        a.profile,
+        backbone=clf.meta.backbone,
+        data_dir=a.data_dir,
+        device=str(clf.device),
+        seed=a.seed,
+        image_size=clf.meta.image_size,
+    )
     _, test_loader = data.make_loaders(cfg, augment=False)
     result = clf.evaluate(test_loader)
     print(f"test accuracy {result.accuracy:.2%} on {len(result.labels):,} images ({a.checkpoint})")
@@ -128,9 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from its state files")
     t.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch only)")
     t.add_argument("--recipe", help="a named schedule from tlcourse.recipes, e.g. cpu-10min (default profile: full)")
-    t.add_argument("--seed-loop", action="store_true",
-                   help="Phase 1 as the seed ran it (augmented images through the whole network every epoch) "
-                        "instead of training the head on features computed once")
+    t.add_argument(
+        "--seed-loop",
+        action="store_true",
+        help="Phase 1 as the seed ran it (augmented images through the whole network every epoch) "
+        "instead of training the head on features computed once",
+    )
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="test accuracy and per-class accuracy of a checkpoint")
@@ -203,8 +235,10 @@ def _bench_formats(a: argparse.Namespace, clf) -> None:
     from . import export
 
     info = export.machine_description()
-    print(f"{clf.meta.backbone} ({a.checkpoint}) | batch 1 | {info['torch threads']} threads | "
-          f"torch {info['torch']}, onnxruntime {info['onnxruntime']} | {info['cpu']}, {info['cores']} cores")
+    print(
+        f"{clf.meta.backbone} ({a.checkpoint}) | batch 1 | {info['torch threads']} threads | "
+        f"torch {info['torch']}, onnxruntime {info['onnxruntime']} | {info['cpu']}, {info['cores']} cores"
+    )
     print(f"{'format':<12}" + "".join(f"{f'{s} px median / p90 (ms)':>28}" for s in a.sizes))
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.formats:
@@ -234,8 +268,9 @@ def add_deployment_commands(sub) -> None:
     b = sub.add_parser("bench", help="batch-1 latency of a checkpoint: eager, TorchScript, ONNX Runtime")
     b.add_argument("checkpoint")
     b.add_argument("--sizes", type=int, nargs="+", default=[32, 224], help="input sizes in pixels (default 32 224)")
-    b.add_argument("--formats", nargs="+", choices=["eager", "torchscript", "onnx"],
-                   default=["eager", "torchscript", "onnx"])
+    b.add_argument(
+        "--formats", nargs="+", choices=["eager", "torchscript", "onnx"], default=["eager", "torchscript", "onnx"]
+    )
     b.add_argument("--warmup", type=int, default=10)
     b.add_argument("--repeats", type=int, default=50)
     b.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime (default: PyTorch's)")

@@ -130,11 +130,15 @@ def safe_load(path: str | Path, expected_format: str) -> dict:
                 f"{path}: refused; it holds Python objects that could run code when loaded, and "
                 "tlcourse only loads tensors and plain data (weights_only=True)"
             ) from None
-        raise CheckpointError(f"{path}: truncated or damaged PyTorch file ({_line(e)}); "
-                              "the save or copy was cut short; use an earlier checkpoint") from None
+        raise CheckpointError(
+            f"{path}: truncated or damaged PyTorch file ({_line(e)}); "
+            "the save or copy was cut short; use an earlier checkpoint"
+        ) from None
     except Exception as e:  # zip, EOF and "failed finding central directory" errors
-        raise CheckpointError(f"{path}: truncated or damaged PyTorch file ({type(e).__name__}: {_line(e)}); "
-                              "the save or copy was cut short; use an earlier checkpoint") from None
+        raise CheckpointError(
+            f"{path}: truncated or damaged PyTorch file ({type(e).__name__}: {_line(e)}); "
+            "the save or copy was cut short; use an earlier checkpoint"
+        ) from None
     found = obj.get("format") if isinstance(obj, dict) else None
     if found != expected_format:
         if found:
@@ -148,8 +152,10 @@ def safe_load(path: str | Path, expected_format: str) -> dict:
             "model files come from save_model / `tlcourse train`, resumable states from fit(checkpoint_path=...)"
         )
     if obj.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: written by a newer tlcourse (format version {obj['version']}, this one "
-                              f"reads up to {VERSION}); upgrade tlcourse")
+        raise CheckpointError(
+            f"{path}: written by a newer tlcourse (format version {obj['version']}, this one "
+            f"reads up to {VERSION}); upgrade tlcourse"
+        )
     return obj
 
 
@@ -209,8 +215,14 @@ def read_model(path: str | Path) -> tuple[ModelMeta, dict]:
     obj = safe_load(path, MODEL_FORMAT)
     try:
         m = obj["meta"]
-        meta = ModelMeta(m["backbone"], tuple(m["classes"]), int(m["image_size"]), tuple(m["mean"]),
-                         tuple(m["std"]), int(m.get("source_size", 32)))
+        meta = ModelMeta(
+            m["backbone"],
+            tuple(m["classes"]),
+            int(m["image_size"]),
+            tuple(m["mean"]),
+            tuple(m["std"]),
+            int(m.get("source_size", 32)),
+        )
         state = obj["state_dict"]
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: model file is missing {e}; it was not written by save_model") from None
@@ -230,13 +242,17 @@ def check_compatible(path, found: ModelMeta, backbone: str, num_classes: int) ->
 def load_weights(model: torch.nn.Module, state: dict, path) -> None:
     """``load_state_dict`` with a one-line error naming the file and what does not match."""
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: weights are a {type(state).__name__}, "
-                              "expected a state_dict (a dict of tensors)")
+        raise CheckpointError(
+            f"{path}: weights are a {type(state).__name__}, expected a state_dict (a dict of tensors)"
+        )
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape]
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape
+    ]
     if missing or unexpected or wrong:
         parts = []
         if wrong:
@@ -245,8 +261,10 @@ def load_weights(model: torch.nn.Module, state: dict, path) -> None:
             parts.append(f"{len(missing)} of the model's {len(expected)} tensors missing, e.g. {missing[:2]}")
         if unexpected:
             parts.append(f"{len(unexpected)} unknown tensors, e.g. {unexpected[:2]}")
-        raise CheckpointError(f"{path}: weights do not fit the model ({'; '.join(parts)}); "
-                              "was it saved from another backbone or number of classes?")
+        raise CheckpointError(
+            f"{path}: weights do not fit the model ({'; '.join(parts)}); "
+            "was it saved from another backbone or number of classes?"
+        )
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:

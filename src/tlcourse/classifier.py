@@ -37,9 +37,16 @@ class ImageClassifier:
     >>> clf.train(train_loader, num_epochs=3); clf.evaluate(test_loader).accuracy   # doctest: +SKIP
     """
 
-    def __init__(self, model_name: str = "resnet18", num_classes: int = 10,
-                 classes: Sequence[str] | None = None, pretrained: bool = True, image_size: int = 32,
-                 device: str | None = None, weights_path: str | Path | None = None):
+    def __init__(
+        self,
+        model_name: str = "resnet18",
+        num_classes: int = 10,
+        classes: Sequence[str] | None = None,
+        pretrained: bool = True,
+        image_size: int = 32,
+        device: str | None = None,
+        weights_path: str | Path | None = None,
+    ):
         classes = tuple(classes) if classes else (CLASSES if num_classes == 10 else tuple(map(str, range(num_classes))))
         if len(classes) != num_classes:
             raise ValueError(f"{len(classes)} class names given for num_classes={num_classes}")
@@ -59,20 +66,40 @@ class ImageClassifier:
         models.freeze_until(self.model, PHASES[phase])
         return models.count_parameters(self.model)
 
-    def train(self, train_loader, num_epochs: int, test_loader=None, phase: str = "head",
-              lr: float | None = None, checkpoint_path: str | Path | None = None, resume: bool = False,
-              patience: int | None = None, progress: bool = True, log=print, cache: bool = False) -> train.History:
+    def train(
+        self,
+        train_loader,
+        num_epochs: int,
+        test_loader=None,
+        phase: str = "head",
+        lr: float | None = None,
+        checkpoint_path: str | Path | None = None,
+        resume: bool = False,
+        patience: int | None = None,
+        progress: bool = True,
+        log=print,
+        cache: bool = False,
+    ) -> train.History:
         """Freeze for ``phase`` and train with Adam (1e-3 head, 1e-4 otherwise) and StepLR(10, 0.1).
 
         ``cache=True`` (phases head and layer4) computes the frozen part once, without augmentation,
         and trains the rest on its outputs: the course's fast path (notebook 03, benchmarks/phase_speed.py).
         """
         self.freeze(phase)
-        kw = dict(checkpoint_path=checkpoint_path, meta=self.meta, resume=resume, patience=patience,
-                  progress=progress, log=log, desc=f"[{phase}] ")
+        kw = dict(
+            checkpoint_path=checkpoint_path,
+            meta=self.meta,
+            resume=resume,
+            patience=patience,
+            progress=progress,
+            log=log,
+            desc=f"[{phase}] ",
+        )
         lr = lr or PHASE_LR[phase]
         if cache and phase != "all":
-            self.history = features.fit_cached(self.model, PHASES[phase], train_loader, test_loader, num_epochs, lr, **kw)
+            self.history = features.fit_cached(
+                self.model, PHASES[phase], train_loader, test_loader, num_epochs, lr, **kw
+            )
         else:
             self.history = train.fit(self.model, train_loader, test_loader, num_epochs, lr=lr, **kw)
         return self.history
@@ -95,8 +122,11 @@ class ImageClassifier:
         self.model.eval()
         probs = torch.softmax(self.model(self.preprocess(image)).float(), dim=1)[0].cpu()
         top = probs.topk(min(top_k, len(self.classes)))
-        return Prediction(self.classes[int(top.indices[0])], float(top.values[0]),
-                          {self.classes[int(i)]: float(p) for p, i in zip(top.values, top.indices)})
+        return Prediction(
+            self.classes[int(top.indices[0])],
+            float(top.values[0]),
+            {self.classes[int(i)]: float(p) for p, i in zip(top.values, top.indices)},
+        )
 
     def save_model(self, path: str | Path) -> Path:
         """Write weights and metadata (backbone, classes, input size, normalization) atomically."""
@@ -114,8 +144,9 @@ class ImageClassifier:
     def from_checkpoint(cls, path: str | Path, device: str | None = None) -> ImageClassifier:
         """Rebuild the classifier a model file describes, without downloading pretrained weights."""
         meta, state = checkpoint.read_model(path)
-        clf = cls(meta.backbone, meta.num_classes, meta.classes, pretrained=False,
-                  image_size=meta.image_size, device=device)
+        clf = cls(
+            meta.backbone, meta.num_classes, meta.classes, pretrained=False, image_size=meta.image_size, device=device
+        )
         checkpoint.load_weights(clf.model, state, path)
         clf.meta = meta
         clf.model.eval()

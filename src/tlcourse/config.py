@@ -83,8 +83,7 @@ def get_config(profile: str | None = None, **overrides) -> Config:
     name = profile or os.environ.get("TLCOURSE_PROFILE") or ("full" if device == "cuda" else "quick")
     if name not in PROFILES:
         raise ConfigError(
-            f"unknown profile {name!r} (from TLCOURSE_PROFILE or --profile); "
-            f"use one of: {', '.join(PROFILES)}"
+            f"unknown profile {name!r} (from TLCOURSE_PROFILE or --profile); use one of: {', '.join(PROFILES)}"
         )
     backbone = overrides.pop("backbone", None) or os.environ.get("TLCOURSE_BACKBONE") or "resnet18"
     if backbone not in BACKBONE_NAMES:

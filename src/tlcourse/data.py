@@ -80,8 +80,10 @@ def locate_cifar10(root=None, cfg: Config | None = None, download: bool = True) 
     for d in dirs[:1] if root else dirs[:-1]:
         problem = _folder_problem(d, strict=bool(root))
         if problem:
-            raise DatasetNotFoundError(f"{d}: {problem}; expected {d}/{{train,test}}/<class>/<image> "
-                                       "(or cifar10/ or cifar-10-batches-py/ inside it)")
+            raise DatasetNotFoundError(
+                f"{d}: {problem}; expected {d}/{{train,test}}/<class>/<image> "
+                "(or cifar10/ or cifar-10-batches-py/ inside it)"
+            )
     found = find_cifar10(dirs)
     if found:
         return found
@@ -153,8 +155,13 @@ def scan_folder(split_dir: Path) -> tuple[list[Path], list[int], tuple[str, ...]
 
 
 def _scan(split_dir: Path) -> tuple[list[Path], list[int], tuple[str, ...], dict[str, list[str]]]:
-    skipped: dict[str, list[str]] = {"hidden": [], "not images": [], "subfolders, not searched": [],
-                                     "files outside class folders": [], "empty class folders": []}
+    skipped: dict[str, list[str]] = {
+        "hidden": [],
+        "not images": [],
+        "subfolders, not searched": [],
+        "files outside class folders": [],
+        "empty class folders": [],
+    }
     class_dirs = _class_dirs(split_dir, skipped)
     found: dict[str, list[Path]] = {}
     for name in class_dirs:
@@ -178,7 +185,8 @@ def _scan(split_dir: Path) -> tuple[list[Path], list[int], tuple[str, ...], dict
     if not classes:
         raise DatasetNotFoundError(
             f"{split_dir}: none of the {len(class_dirs)} class folders holds an image "
-            f"({', '.join(sorted(images.IMAGE_SUFFIXES))})")
+            f"({', '.join(sorted(images.IMAGE_SUFFIXES))})"
+        )
     files = [f for n in classes for f in found[n]]
     labels = [i for i, n in enumerate(classes) for _ in found[n]]
     return files, labels, classes, skipped
@@ -204,6 +212,7 @@ def _is_image_entry(e: os.DirEntry) -> bool:
 
 def _scan_classes(split_dir: Path) -> tuple[str, ...]:
     """The class folders of a split that hold at least one image (stops at the first image found)."""
+
     def has_image(folder: Path) -> bool:
         with os.scandir(folder) as it:
             return any(not e.name.startswith(".") and _is_image_entry(e) for e in it)
@@ -230,7 +239,8 @@ def _scan_split(path: Path, split: str) -> tuple[list[Path], list[int], tuple[st
         raise DatasetNotFoundError(
             f"{path}: train and test have different classes (with images: only in {split}: {only_here}, "
             f"only in {other}: {only_there}); both splits need the same class folders, each holding images, "
-            "so that label indices agree")
+            "so that label indices agree"
+        )
     return files, labels, classes, skipped
 
 
@@ -244,8 +254,9 @@ def decode_files(files: list[Path], size: int = 32) -> tuple[np.ndarray, list[in
             return None
         return np.asarray(img if img.size == (size, size) else images.fit_square(img, size))
 
-    arrays = [read(f) for f in tqdm(files, desc="decoding images (once; cached afterwards)", leave=False,
-                                    mininterval=2)]
+    arrays = [
+        read(f) for f in tqdm(files, desc="decoding images (once; cached afterwards)", leave=False, mininterval=2)
+    ]
     bad = [i for i, a in enumerate(arrays) if a is None]
     good = [a for a in arrays if a is not None]
     return (np.stack(good) if good else np.zeros((0, size, size, 3), np.uint8)), bad
@@ -268,8 +279,10 @@ def _decode_split(kind: str, path: Path, split: str) -> tuple[np.ndarray, np.nda
     files, labels, classes, skipped = _scan_split(path, split)
     arr, bad = decode_files(files)
     if len(bad) == len(files):
-        raise DatasetNotFoundError(f"{path / split}: none of its {len(files)} image files could be read "
-                                   f"(e.g. {files[0]}: {_image_problem(files[0])})")
+        raise DatasetNotFoundError(
+            f"{path / split}: none of its {len(files)} image files could be read "
+            f"(e.g. {files[0]}: {_image_problem(files[0])})"
+        )
     skipped["unreadable images"] = [f"{files[i].parent.name}/{files[i].name}" for i in bad]
     _warn_skipped(path / split, skipped)
     keep = np.setdiff1d(np.arange(len(files)), bad)
@@ -287,8 +300,11 @@ def _image_problem(path: Path) -> str:
 def _cache_key(kind: str, path: Path, split: str) -> str:
     if kind == "folder":
         # A folder's mtime changes when files are added, removed or replaced by rename.
-        counts = [(e.name, len(os.listdir(e.path)), e.stat().st_mtime_ns)
-                  for e in sorted(os.scandir(path / split), key=lambda e: e.name) if e.is_dir()]
+        counts = [
+            (e.name, len(os.listdir(e.path)), e.stat().st_mtime_ns)
+            for e in sorted(os.scandir(path / split), key=lambda e: e.name)
+            if e.is_dir()
+        ]
     else:
         counts = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.iterdir())]
     return hashlib.sha1(repr((str(path.resolve()), split, counts, 1)).encode()).hexdigest()[:16]
@@ -336,15 +352,16 @@ def subset_indices(labels: torch.Tensor, n: int | None, seed: int = 0) -> torch.
 def load_datasets(cfg: Config, root=None) -> tuple[ImageArrays, ImageArrays]:
     """Train and test arrays, subset to the profile's sizes (the same images for the same seed)."""
     train, test = load_split("train", root, cfg), load_split("test", root, cfg)
-    return (train.subset(subset_indices(train.labels, cfg.train_size, cfg.seed)),
-            test.subset(subset_indices(test.labels, cfg.test_size, cfg.seed)))
+    return (
+        train.subset(subset_indices(train.labels, cfg.train_size, cfg.seed)),
+        test.subset(subset_indices(test.labels, cfg.test_size, cfg.seed)),
+    )
 
 
 # ---------------------------------------------------------------- the seed's transforms
 
 
-def seed_transform(train: bool, image_size: int = 32, mean=models.IMAGENET_MEAN,
-                   std=models.IMAGENET_STD) -> v2.Compose:
+def seed_transform(train: bool, image_size: int = 32, mean=models.IMAGENET_MEAN, std=models.IMAGENET_STD) -> v2.Compose:
     """The seed's per-image transforms (PIL or tensor in), plus an optional upsampling resize."""
     steps = []
     if train:  # on a PIL image these run in PIL, exactly as in the seed
@@ -362,16 +379,25 @@ class BatchTransform(torch.nn.Module):
     p=0.5, brightness/contrast/saturation factors uniform in [1-j, 1+j] applied in a random order.
     """
 
-    def __init__(self, train: bool, image_size: int = 32, mean=models.IMAGENET_MEAN,
-                 std=models.IMAGENET_STD, padding: int = 4, jitter: float = 0.2):
+    def __init__(
+        self,
+        train: bool,
+        image_size: int = 32,
+        mean=models.IMAGENET_MEAN,
+        std=models.IMAGENET_STD,
+        padding: int = 4,
+        jitter: float = 0.2,
+    ):
         super().__init__()
         self.train_mode, self.image_size, self.padding, self.jitter = train, image_size, padding, jitter
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def extra_repr(self) -> str:
-        return (f"train={self.train_mode}, image_size={self.image_size}, padding={self.padding}, "
-                f"jitter={self.jitter}, mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}")
+        return (
+            f"train={self.train_mode}, image_size={self.image_size}, padding={self.padding}, "
+            f"jitter={self.jitter}, mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+        )
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         x = x.float().div_(255)
@@ -391,8 +417,12 @@ def random_crop(x: torch.Tensor, padding: int, generator=None) -> torch.Tensor:
     oy, ox = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=x.device)
     rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-    return xp[torch.arange(n, device=x.device)[:, None, None, None],
-              torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
+    return xp[
+        torch.arange(n, device=x.device)[:, None, None, None],
+        torch.arange(x.shape[1], device=x.device)[None, :, None, None],
+        rows,
+        cols,
+    ]
 
 
 def random_flip(x: torch.Tensor, generator=None) -> torch.Tensor:
@@ -402,7 +432,7 @@ def random_flip(x: torch.Tensor, generator=None) -> torch.Tensor:
 
 
 def _grayscale(x: torch.Tensor) -> torch.Tensor:
-    return (0.2989 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.2989 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def adjust(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
@@ -444,8 +474,17 @@ class TensorLoader:
     augmentation of epoch ``e`` from the seed, which makes resumed training exact.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, shuffle: bool = False,
-                 transform=None, device: str | torch.device = "cpu", seed: int = 0, drop_last: bool = False):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int = 128,
+        shuffle: bool = False,
+        transform=None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        drop_last: bool = False,
+    ):
         self.device = torch.device(device)
         self.x, self.y = x.to(self.device), y.to(self.device)
         self.batch_size, self.shuffle, self.transform = batch_size, shuffle, transform
@@ -482,10 +521,14 @@ def make_loaders(cfg: Config, augment: bool = True, root=None) -> tuple[TensorLo
     train, test = load_datasets(cfg, root)
     mean, std = models.normalization(cfg.backbone)
     kw = dict(batch_size=cfg.batch_size, device=cfg.device, seed=cfg.seed)
-    return (TensorLoader(train.images, train.labels, shuffle=True, **kw,
-                         transform=BatchTransform(augment, cfg.image_size, mean, std)),
-            TensorLoader(test.images, test.labels, shuffle=False, **kw,
-                         transform=BatchTransform(False, cfg.image_size, mean, std)))
+    return (
+        TensorLoader(
+            train.images, train.labels, shuffle=True, **kw, transform=BatchTransform(augment, cfg.image_size, mean, std)
+        ),
+        TensorLoader(
+            test.images, test.labels, shuffle=False, **kw, transform=BatchTransform(False, cfg.image_size, mean, std)
+        ),
+    )
 
 
 class ArrayDataset(Dataset):
@@ -542,7 +585,15 @@ def make_torch_loaders(cfg: Config, root=None, augment: bool = True) -> tuple[Da
         else:
             arr = load_split(split, root, cfg)
             ds = ArrayDataset(arr.subset(subset_indices(arr.labels, n, cfg.seed)), tf)
-        loaders.append(DataLoader(ds, batch_size=cfg.batch_size, shuffle=train, num_workers=cfg.num_workers,
-                                  pin_memory=cfg.device == "cuda", persistent_workers=cfg.num_workers > 0,
-                                  generator=torch.Generator().manual_seed(cfg.seed) if train else None))
+        loaders.append(
+            DataLoader(
+                ds,
+                batch_size=cfg.batch_size,
+                shuffle=train,
+                num_workers=cfg.num_workers,
+                pin_memory=cfg.device == "cuda",
+                persistent_workers=cfg.num_workers > 0,
+                generator=torch.Generator().manual_seed(cfg.seed) if train else None,
+            )
+        )
     return loaders[0], loaders[1]

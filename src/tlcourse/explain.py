@@ -25,10 +25,7 @@ def _targets(target, logits: torch.Tensor) -> torch.Tensor:
     if t.numel() == 1:
         t = t.expand(n)
     if t.numel() != n:
-        raise ValueError(
-            f"target has {t.numel()} entries for a batch of {n} images; "
-            "give one per image or one for all"
-        )
+        raise ValueError(f"target has {t.numel()} entries for a batch of {n} images; give one per image or one for all")
     if (t < 0).any() or (t >= logits.shape[1]).any():
         raise ValueError(f"target classes must be in 0..{logits.shape[1] - 1}, got {t.tolist()}")
     return t

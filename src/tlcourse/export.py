@@ -87,8 +87,16 @@ def for_export(model: nn.Module) -> nn.Module:
 
 
 def _plain_conv(conv: nn.Conv2d) -> nn.Module:
-    plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, tuple(conv.stride), 0,
-                      conv.dilation, conv.groups, conv.bias is not None)
+    plain = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        tuple(conv.stride),
+        0,
+        conv.dilation,
+        conv.groups,
+        conv.bias is not None,
+    )
     plain.load_state_dict(conv.state_dict())
     pad = getattr(conv, "static_padding", None)
     if not isinstance(pad, nn.ZeroPad2d):
@@ -104,12 +112,21 @@ def preprocessing_spec(meta: ModelMeta, kind: str, **extra) -> dict:
     """What a deployment needs besides the weights: classes, sizes, normalization, tensor names."""
     s = meta.image_size
     return {
-        "format": SIDECAR_FORMAT, "version": 1, "kind": kind, "backbone": meta.backbone,
-        "classes": list(meta.classes), "image_size": s, "source_size": meta.source_size,
-        "mean": list(meta.mean), "std": list(meta.std),
+        "format": SIDECAR_FORMAT,
+        "version": 1,
+        "kind": kind,
+        "backbone": meta.backbone,
+        "classes": list(meta.classes),
+        "image_size": s,
+        "source_size": meta.source_size,
+        "mean": list(meta.mean),
+        "std": list(meta.std),
         "input": {"name": INPUT_NAME, "shape": ["batch", 3, s, s], "dtype": "float32", "layout": "NCHW, RGB"},
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(meta.classes)],
-                   "meaning": "unnormalized class scores; softmax gives probabilities"},
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": ["batch", len(meta.classes)],
+            "meaning": "unnormalized class scores; softmax gives probabilities",
+        },
         "preprocessing": [
             "decode to RGB (EXIF rotation applied, transparency on white)",
             f"resize the short side to {meta.source_size} px (bilinear) and centre-crop "
@@ -117,7 +134,8 @@ def preprocessing_spec(meta: ModelMeta, kind: str, **extra) -> dict:
             f"resize to {s}x{s} (bilinear, antialiased)" if s != meta.source_size else "no further resize",
             "scale to [0, 1], then (x - mean) / std per channel",
         ],
-        "torch": torch.__version__, **extra,
+        "torch": torch.__version__,
+        **extra,
     }
 
 
@@ -201,8 +219,9 @@ def _prepare(model, meta: ModelMeta | None, example: torch.Tensor | None, path: 
     return model, meta, for_export(model), x, path
 
 
-def export_torchscript(model, path: str | Path, meta: ModelMeta | None = None, method: str = "trace",
-                       example: torch.Tensor | None = None) -> ExportResult:
+def export_torchscript(
+    model, path: str | Path, meta: ModelMeta | None = None, method: str = "trace", example: torch.Tensor | None = None
+) -> ExportResult:
     """Save a TorchScript file (``trace``: record one run; ``script``: compile the Python) plus sidecar."""
     model, meta, eager, x, path = _prepare(model, meta, example, path)
     try:
@@ -211,11 +230,13 @@ def export_torchscript(model, path: str | Path, meta: ModelMeta | None = None, m
             torch.jit.save(scripted, str(path))
             loaded = torch.jit.load(str(path))
     except Exception as e:
-        raise ExportError(f"TorchScript {method} of {meta.backbone} failed ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0]})") from None
+        raise ExportError(
+            f"TorchScript {method} of {meta.backbone} failed ({type(e).__name__}: {str(e).splitlines()[0]})"
+        ) from None
     diff = max_abs_diff(model.cpu().eval(), loaded, x)
-    return ExportResult("torchscript", path, write_sidecar(path, meta, "torchscript", method=method,
-                                                           max_abs_diff=diff), diff)
+    return ExportResult(
+        "torchscript", path, write_sidecar(path, meta, "torchscript", method=method, max_abs_diff=diff), diff
+    )
 
 
 def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
@@ -224,8 +245,14 @@ def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
         return torch.jit.load(str(path), map_location="cpu").eval()
 
 
-def export_onnx(model, path: str | Path, meta: ModelMeta | None = None, example: torch.Tensor | None = None,
-                dynamo: bool = False, opset: int = 17) -> ExportResult:
+def export_onnx(
+    model,
+    path: str | Path,
+    meta: ModelMeta | None = None,
+    example: torch.Tensor | None = None,
+    dynamo: bool = False,
+    opset: int = 17,
+) -> ExportResult:
     """Save an ONNX file with dynamic batch, height and width, plus sidecar; checked with ONNX Runtime.
 
     ``dynamo=False`` uses the TorchScript-based exporter: here it is 10x faster than the
@@ -236,20 +263,41 @@ def export_onnx(model, path: str | Path, meta: ModelMeta | None = None, example:
         with _quiet(), contextlib.redirect_stdout(io.StringIO()):
             if dynamo:
                 dim = torch.export.Dim.DYNAMIC
-                torch.onnx.export(eager, (x,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                  dynamo=True, external_data=False, verbose=False,
-                                  dynamic_shapes={"x": {0: dim, 2: dim, 3: dim}})
+                torch.onnx.export(
+                    eager,
+                    (x,),
+                    str(path),
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamo=True,
+                    external_data=False,
+                    verbose=False,
+                    dynamic_shapes={"x": {0: dim, 2: dim, 3: dim}},
+                )
             else:
-                torch.onnx.export(eager, (x,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                  dynamo=False, opset_version=opset,
-                                  dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                                                OUTPUT_NAME: {0: "batch"}})
+                torch.onnx.export(
+                    eager,
+                    (x,),
+                    str(path),
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamo=False,
+                    opset_version=opset,
+                    dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch"}},
+                )
     except Exception as e:
-        raise ExportError(f"ONNX export of {meta.backbone} failed ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        raise ExportError(
+            f"ONNX export of {meta.backbone} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     diff = max_abs_diff(model.cpu().eval(), OnnxModel(path), x)
-    return ExportResult("onnx", path, write_sidecar(path, meta, "onnx", exporter="dynamo" if dynamo else "torchscript",
-                                                    opset=opset, max_abs_diff=diff), diff)
+    return ExportResult(
+        "onnx",
+        path,
+        write_sidecar(
+            path, meta, "onnx", exporter="dynamo" if dynamo else "torchscript", opset=opset, max_abs_diff=diff
+        ),
+        diff,
+    )
 
 
 class OnnxModel:
@@ -285,8 +333,9 @@ class OnnxModel:
 def quantize_dynamic(model) -> nn.Module:
     """INT8 weights for every ``nn.Linear`` (activations quantized on the fly); convolutions stay float."""
     with _quiet():
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(_module(model)).cpu().eval(), {nn.Linear},
-                                                      dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(_module(model)).cpu().eval(), {nn.Linear}, dtype=torch.qint8
+        )
 
 
 def default_backend() -> str:
@@ -313,8 +362,13 @@ def calibration_batch_size(calibration: torch.Tensor) -> int:
     return max(8, 256 * 32 * 32 // (calibration.shape[-1] * calibration.shape[-2]))
 
 
-def quantize_static_fx(model, calibration: torch.Tensor, batch_size: int | None = None,
-                       backend: str | None = None, observer: str = "histogram") -> nn.Module:
+def quantize_static_fx(
+    model,
+    calibration: torch.Tensor,
+    batch_size: int | None = None,
+    backend: str | None = None,
+    observer: str = "histogram",
+) -> nn.Module:
     """Static post-training INT8 with FX graph mode: fold BatchNorm, observe ``calibration``, convert.
 
     ``backend`` defaults to :func:`default_backend` and becomes PyTorch's quantized engine (a global
@@ -333,19 +387,29 @@ def quantize_static_fx(model, calibration: torch.Tensor, batch_size: int | None 
         with _quiet(), torch.no_grad():
             qmap = get_default_qconfig_mapping(backend)
             if observer == "minmax":
-                qmap.set_global(QConfig(
-                    activation=MinMaxObserver.with_args(reduce_range=backend in ("x86", "fbgemm")),
-                    weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)))
+                qmap.set_global(
+                    QConfig(
+                        activation=MinMaxObserver.with_args(reduce_range=backend in ("x86", "fbgemm")),
+                        weight=PerChannelMinMaxObserver.with_args(
+                            dtype=torch.qint8, qscheme=torch.per_channel_symmetric
+                        ),
+                    )
+                )
             prepared = prepare_fx(split_relu6(for_export(_module(model))), qmap, example_inputs=(calibration[:1],))
             for i in range(0, len(calibration), batch_size):
-                prepared(calibration[i:i + batch_size])
+                prepared(calibration[i : i + batch_size])
             return convert_fx(prepared)
     except Exception as e:
         raise ExportError(f"FX static quantization failed ({type(e).__name__}: {str(e).splitlines()[0]})") from None
 
 
-def quantize_static_onnx(onnx_path: str | Path, out_path: str | Path, calibration: torch.Tensor,
-                         batch_size: int | None = None, meta: ModelMeta | None = None) -> Path:
+def quantize_static_onnx(
+    onnx_path: str | Path,
+    out_path: str | Path,
+    calibration: torch.Tensor,
+    batch_size: int | None = None,
+    meta: ModelMeta | None = None,
+) -> Path:
     """Static INT8 with ONNX Runtime (QDQ format, per-channel weights, min-max calibration)."""
     from onnxruntime import quantization as oq
 
@@ -356,7 +420,7 @@ def quantize_static_onnx(onnx_path: str | Path, out_path: str | Path, calibratio
 
     class Reader(oq.CalibrationDataReader):
         def __init__(self):
-            self.batches = iter(calibration[i:i + batch_size].numpy() for i in range(0, len(calibration), batch_size))
+            self.batches = iter(calibration[i : i + batch_size].numpy() for i in range(0, len(calibration), batch_size))
 
         def get_next(self):
             x = next(self.batches, None)
@@ -365,9 +429,16 @@ def quantize_static_onnx(onnx_path: str | Path, out_path: str | Path, calibratio
     try:
         with _quiet():
             oq.quant_pre_process(str(onnx_path), str(pre))  # shape inference + graph clean-up first
-            oq.quantize_static(str(pre), str(out_path), Reader(), quant_format=oq.QuantFormat.QDQ,
-                               per_channel=True, activation_type=oq.QuantType.QUInt8,
-                               weight_type=oq.QuantType.QInt8, calibrate_method=oq.CalibrationMethod.MinMax)
+            oq.quantize_static(
+                str(pre),
+                str(out_path),
+                Reader(),
+                quant_format=oq.QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=oq.QuantType.QUInt8,
+                weight_type=oq.QuantType.QInt8,
+                calibrate_method=oq.CalibrationMethod.MinMax,
+            )
     except Exception as e:
         raise ExportError(f"ONNX Runtime static quantization failed ({type(e).__name__}: {e})") from None
     finally:
@@ -409,9 +480,11 @@ class Latency:
     shape: tuple[int, ...]
 
     def __str__(self) -> str:
-        return (f"{self.median_ms:.2f} ms median, {self.p90_ms:.2f} ms p90 "
-                f"({self.repeats} runs after {self.warmup} warm-up, {self.threads} thread{'s' * (self.threads != 1)}, "
-                f"input {list(self.shape)})")
+        return (
+            f"{self.median_ms:.2f} ms median, {self.p90_ms:.2f} ms p90 "
+            f"({self.repeats} runs after {self.warmup} warm-up, {self.threads} thread{'s' * (self.threads != 1)}, "
+            f"input {list(self.shape)})"
+        )
 
 
 def measure_latency(fn: Callable, x: torch.Tensor, warmup: int = 10, repeats: int = 50) -> Latency:
@@ -436,7 +509,7 @@ def file_size_mb(path: str | Path) -> float:
 @torch.no_grad()
 def predict_logits(fn: Callable, x: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
     """Logits for a whole preprocessed tensor, in batches."""
-    return torch.cat([fn(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)])
+    return torch.cat([fn(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)])
 
 
 # ---------------------------------------------------------------- the comparison table
@@ -467,8 +540,9 @@ class FormatRow:
     note: str = ""
 
 
-def build_formats(model, meta: ModelMeta, calibration: torch.Tensor, out_dir: str | Path,
-                  progress: bool = True) -> list[Candidate]:
+def build_formats(
+    model, meta: ModelMeta, calibration: torch.Tensor, out_dir: str | Path, progress: bool = True
+) -> list[Candidate]:
     """Every format of the table: fp32 eager, TorchScript, ONNX Runtime, and the three INT8 kinds.
 
     A format that fails to build keeps its place, with ``fn=None`` and the error in ``note``.
@@ -497,8 +571,11 @@ def build_formats(model, meta: ModelMeta, calibration: torch.Tensor, out_dir: st
 
     def static_fx():
         q = quantize_static_fx(model, calibration)
-        return (q, save_torchscript(q, out / "model.int8-fx.ts.pt", x1),
-                f"{torch.backends.quantized.engine} engine, {len(calibration)} calibration images")
+        return (
+            q,
+            save_torchscript(q, out / "model.int8-fx.ts.pt", x1),
+            f"{torch.backends.quantized.engine} engine, {len(calibration)} calibration images",
+        )
 
     def static_ort():
         src = out / "model.onnx"
@@ -507,11 +584,17 @@ def build_formats(model, meta: ModelMeta, calibration: torch.Tensor, out_dir: st
         q = quantize_static_onnx(src, out / "model.int8.onnx", calibration, meta=meta)
         return OnnxModel(q), q, f"QDQ, {len(calibration)} calibration images"
 
-    builders = [("fp32 eager (PyTorch)", lambda: (model, checkpoint.save_model(out / "model.pt", model, meta),
-                                                  "PyTorch, tlcourse checkpoint")),
-                ("TorchScript fp32", torchscript), ("ONNX Runtime fp32", onnx),
-                ("INT8 dynamic (PyTorch)", dynamic), ("INT8 static FX (PyTorch)", static_fx),
-                ("INT8 static (ONNX Runtime)", static_ort)]
+    builders = [
+        (
+            "fp32 eager (PyTorch)",
+            lambda: (model, checkpoint.save_model(out / "model.pt", model, meta), "PyTorch, tlcourse checkpoint"),
+        ),
+        ("TorchScript fp32", torchscript),
+        ("ONNX Runtime fp32", onnx),
+        ("INT8 dynamic (PyTorch)", dynamic),
+        ("INT8 static FX (PyTorch)", static_fx),
+        ("INT8 static (ONNX Runtime)", static_ort),
+    ]
     candidates = []
     for name, build in tqdm(builders, desc="building formats", leave=False, disable=not progress):
         t0 = time.perf_counter()
@@ -525,9 +608,15 @@ def build_formats(model, meta: ModelMeta, calibration: torch.Tensor, out_dir: st
     return candidates
 
 
-def measure_formats(candidates: Sequence[Candidate], test_x: torch.Tensor, test_y: torch.Tensor,
-                    sizes: Sequence[int] = (32, 224), warmup: int = 10, repeats: int = 50,
-                    progress: bool = True) -> list[FormatRow]:
+def measure_formats(
+    candidates: Sequence[Candidate],
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    sizes: Sequence[int] = (32, 224),
+    warmup: int = 10,
+    repeats: int = 50,
+    progress: bool = True,
+) -> list[FormatRow]:
     """Size on disk, accuracy and agreement on ``test_x`` (vs the first candidate), batch-1 latency at ``sizes``."""
     from tqdm.auto import tqdm
 
@@ -549,9 +638,18 @@ def measure_formats(candidates: Sequence[Candidate], test_x: torch.Tensor, test_
     return rows
 
 
-def compare_formats(model, meta: ModelMeta, test_x: torch.Tensor, test_y: torch.Tensor,
-                    calibration: torch.Tensor, out_dir: str | Path, sizes: Sequence[int] = (32, 224),
-                    warmup: int = 10, repeats: int = 50, progress: bool = True) -> list[FormatRow]:
+def compare_formats(
+    model,
+    meta: ModelMeta,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    calibration: torch.Tensor,
+    out_dir: str | Path,
+    sizes: Sequence[int] = (32, 224),
+    warmup: int = 10,
+    repeats: int = 50,
+    progress: bool = True,
+) -> list[FormatRow]:
     """:func:`build_formats` then :func:`measure_formats`: the whole table in one run."""
     candidates = build_formats(model, meta, calibration, out_dir, progress)
     return measure_formats(candidates, test_x, test_y, sizes, warmup, repeats, progress)
@@ -564,8 +662,14 @@ def rows_to_frame(rows: Sequence[FormatRow]):
     sizes = sorted({s for r in rows for s in r.latency})
     records = []
     for r in rows:
-        rec = {"format": r.name, "file": r.file, "size (MB)": r.size_mb, "test acc (%)": r.accuracy * 100,
-               "agrees with fp32 (%)": r.agreement * 100, "max |Δlogit|": r.max_abs_diff}
+        rec = {
+            "format": r.name,
+            "file": r.file,
+            "size (MB)": r.size_mb,
+            "test acc (%)": r.accuracy * 100,
+            "agrees with fp32 (%)": r.agreement * 100,
+            "max |Δlogit|": r.max_abs_diff,
+        }
         for s in sizes:
             lat = r.latency.get(s)
             rec[f"{s}px median (ms)"] = lat.median_ms if lat else float("nan")
@@ -603,10 +707,18 @@ def machine_description() -> dict:
                 break
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none used (CPU measurements)"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")  # busy machine -> noisy timings
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch threads": torch.get_num_threads(), "gpu": gpu,
-            "load average": round(load, 1),
-            "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": ort.__version__,
-            "quantized engine": torch.backends.quantized.engine, "date": date.today().isoformat()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "load average": round(load, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "quantized engine": torch.backends.quantized.engine,
+        "date": date.today().isoformat(),
+    }
 
 
 def describe_rows(rows: Sequence[FormatRow]) -> list[dict]:

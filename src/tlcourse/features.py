@@ -38,8 +38,9 @@ class Features:
 
 
 @torch.no_grad()
-def extract(prefix: nn.Module, loader, views: int = 1, dtype: torch.dtype = torch.float32,
-            progress: bool = True) -> Features:
+def extract(
+    prefix: nn.Module, loader, views: int = 1, dtype: torch.dtype = torch.float32, progress: bool = True
+) -> Features:
     """Run ``prefix`` in eval mode over ``loader`` ``views`` times (one pass per augmented view)."""
     device = next(prefix.parameters()).device
     if device.type != "mps":
@@ -52,7 +53,13 @@ def extract(prefix: nn.Module, loader, views: int = 1, dtype: torch.dtype = torc
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(v)
         outs, labels = [], []
-        for xb, yb in tqdm(train._batches(loader), total=len(loader), desc=f"features (view {v + 1}/{views})", leave=False, disable=not progress):
+        for xb, yb in tqdm(
+            train._batches(loader),
+            total=len(loader),
+            desc=f"features (view {v + 1}/{views})",
+            leave=False,
+            disable=not progress,
+        ):
             with train._autocast(device, True):
                 outs.append(prefix(train._to(xb, device)).to(dtype))
             labels.append(yb)
@@ -65,8 +72,7 @@ def extract(prefix: nn.Module, loader, views: int = 1, dtype: torch.dtype = torc
 def in_order(loader):
     """An unshuffled copy of a shuffled TensorLoader, so that rows line up across views."""
     if isinstance(loader, TensorLoader) and loader.shuffle:
-        return TensorLoader(loader.x, loader.y, loader.batch_size, False, loader.transform, loader.device,
-                            loader.seed)
+        return TensorLoader(loader.x, loader.y, loader.batch_size, False, loader.transform, loader.device, loader.seed)
     return loader
 
 
@@ -81,8 +87,16 @@ def fingerprint(module: nn.Module) -> str:
 
 def data_key(loader) -> str:
     """What a loader yields, as a short hash: its images (TensorLoader), size and transform."""
-    h = hashlib.sha1(repr((type(loader).__name__, getattr(loader, "num_samples", None),
-                           repr(getattr(loader, "transform", None)), getattr(loader, "seed", None))).encode())
+    h = hashlib.sha1(
+        repr(
+            (
+                type(loader).__name__,
+                getattr(loader, "num_samples", None),
+                repr(getattr(loader, "transform", None)),
+                getattr(loader, "seed", None),
+            )
+        ).encode()
+    )
     if isinstance(loader, TensorLoader):
         h.update(loader.x.detach().cpu().contiguous().numpy().tobytes())
         h.update(loader.y.detach().cpu().numpy().tobytes())
@@ -92,10 +106,19 @@ def data_key(loader) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_extract(cfg: Config | None, prefix: nn.Module, loader, split: str, views: int = 1,
-                   dtype: torch.dtype = torch.float32, progress: bool = True) -> Features:
+def cached_extract(
+    cfg: Config | None,
+    prefix: nn.Module,
+    loader,
+    split: str,
+    views: int = 1,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+) -> Features:
     """:func:`extract`, kept on disk under ``<cache_dir>/features`` and reused while weights and data match."""
-    key = hashlib.sha1(repr((fingerprint(prefix), data_key(loader), split, views, str(dtype))).encode()).hexdigest()[:20]
+    key = hashlib.sha1(repr((fingerprint(prefix), data_key(loader), split, views, str(dtype))).encode()).hexdigest()[
+        :20
+    ]
     path = Path(cfg.cache_dir if cfg else default_cache_dir()) / "features" / f"{split}-{key}.pt"
     if path.exists():
         try:
@@ -120,22 +143,41 @@ class ViewLoader(TensorLoader):
         return super().__iter__()
 
 
-def feature_loaders(train_feats: Features, test_feats: Features, batch_size: int = 128,
-                    device: str = "cpu", seed: int = 0) -> tuple[ViewLoader, ViewLoader]:
+def feature_loaders(
+    train_feats: Features, test_feats: Features, batch_size: int = 128, device: str = "cpu", seed: int = 0
+) -> tuple[ViewLoader, ViewLoader]:
     """Loaders over cached features, shaped like the image loaders so :func:`train.fit` takes them."""
-    return (ViewLoader(train_feats, batch_size=batch_size, shuffle=True, device=device, seed=seed),
-            ViewLoader(test_feats, batch_size=batch_size, shuffle=False, device=device, seed=seed))
+    return (
+        ViewLoader(train_feats, batch_size=batch_size, shuffle=True, device=device, seed=seed),
+        ViewLoader(test_feats, batch_size=batch_size, shuffle=False, device=device, seed=seed),
+    )
 
 
 def without_augmentation(train_loader: TensorLoader, test_loader: TensorLoader) -> TensorLoader:
     """The training images in order, through the test loader's (non-augmenting) transform."""
-    return TensorLoader(train_loader.x, train_loader.y, train_loader.batch_size, False, test_loader.transform,
-                        train_loader.device, train_loader.seed)
+    return TensorLoader(
+        train_loader.x,
+        train_loader.y,
+        train_loader.batch_size,
+        False,
+        test_loader.transform,
+        train_loader.device,
+        train_loader.seed,
+    )
 
 
-def fit_cached(model: nn.Module, at: str, train_loader, test_loader, epochs: int, lr: float,
-               cfg: Config | None = None, augment_views: int = 0, progress: bool = True,
-               **fit_kw) -> train.History:
+def fit_cached(
+    model: nn.Module,
+    at: str,
+    train_loader,
+    test_loader,
+    epochs: int,
+    lr: float,
+    cfg: Config | None = None,
+    augment_views: int = 0,
+    progress: bool = True,
+    **fit_kw,
+) -> train.History:
     """Freeze everything before ``at``, cache its outputs once, and train the rest on the cache.
 
     ``augment_views=0`` caches one clean pass of the training images; ``K`` > 0 caches K augmented
@@ -152,6 +194,11 @@ def fit_cached(model: nn.Module, at: str, train_loader, test_loader, epochs: int
     te = cached_extract(cfg, prefix, test_loader, "test", 1, dtype, progress)
     if dtype != torch.float32:
         tr, te = Features(tr.x.float(), tr.y), Features(te.x.float(), te.y)
-    ftr, fte = feature_loaders(tr, te, getattr(train_loader, "batch_size", 128),
-                               str(next(model.parameters()).device), getattr(train_loader, "seed", 0))
+    ftr, fte = feature_loaders(
+        tr,
+        te,
+        getattr(train_loader, "batch_size", 128),
+        str(next(model.parameters()).device),
+        getattr(train_loader, "seed", 0),
+    )
     return train.fit(suffix, ftr, fte, epochs, lr=lr, progress=progress, whole_model=model, **fit_kw)

@@ -18,9 +18,7 @@ from .config import Config
 # ---------------------------------------------------------------- learning rates per stage
 
 
-def param_groups_by_stage(
-    model: nn.Module, lrs: Mapping[str, float], default_lr: float | None = None
-) -> list[dict]:
+def param_groups_by_stage(model: nn.Module, lrs: Mapping[str, float], default_lr: float | None = None) -> list[dict]:
     """Optimizer parameter groups, one per stage with trainable parameters, each with its own rate.
 
     ``lrs`` maps stage names (conv1, layer1..layer4, fc) to rates; other trainable stages get
@@ -38,8 +36,7 @@ def param_groups_by_stage(
         lr = lrs.get(stage, default_lr)
         if lr is None:
             raise ValueError(
-                f"stage {stage!r} has trainable parameters but no learning rate; "
-                f"add it to lrs or pass default_lr"
+                f"stage {stage!r} has trainable parameters but no learning rate; add it to lrs or pass default_lr"
             )
         covered.update(id(p) for p in params)
         groups.append({"params": params, "lr": float(lr), "stage": stage})
@@ -49,9 +46,7 @@ def param_groups_by_stage(
     return groups
 
 
-def layerwise_lrs(
-    head_lr: float, decay: float, stages: Sequence[str] = models.STAGES
-) -> dict[str, float]:
+def layerwise_lrs(head_lr: float, decay: float, stages: Sequence[str] = models.STAGES) -> dict[str, float]:
     """``fc`` at ``head_lr``, each earlier stage ``decay`` times the next one (layer-wise decay)."""
     ordered = [s for s in models.STAGES if s in stages]
     return {s: head_lr * decay**i for i, s in enumerate(reversed(ordered))}
@@ -136,9 +131,7 @@ def run_strategy(
     is built after ``torch.manual_seed(cfg.seed)``, so every strategy starts from the same head.
     """
     if strategy.first_trainable not in ("fc", "layer4", "conv1"):
-        raise ValueError(
-            f"first_trainable must be fc, layer4 or conv1, not {strategy.first_trainable!r}"
-        )
+        raise ValueError(f"first_trainable must be fc, layer4 or conv1, not {strategy.first_trainable!r}")
     train_loader, test_loader = loaders or data.make_loaders(cfg, augment=False)
     torch.manual_seed(cfg.seed)
     model = models.build_model(cfg.backbone, len(data.CLASSES), pretrained=strategy.pretrained)
@@ -198,19 +191,13 @@ def run_strategy(
     if not cached:  # this run was end to end: its own epochs are the measurement
         e2e = sum(hist.seconds) / max(len(hist.seconds), 1)
     else:
-        e2e = (
-            time_train_step(model, train_loader, time_steps) * len(train_loader)
-            if time_steps
-            else float("nan")
-        )
+        e2e = time_train_step(model, train_loader, time_steps) * len(train_loader) if time_steps else float("nan")
     counts = models.count_parameters(model)
     row = {
         "strategy": strategy.name,
         "pretrained": strategy.pretrained,
         "trainable params": counts.trainable,
-        "lr": strategy.lr
-        if strategy.head_lr is None
-        else f"{strategy.head_lr:g} head / {strategy.lr:g}",
+        "lr": strategy.lr if strategy.head_lr is None else f"{strategy.head_lr:g} head / {strategy.lr:g}",
         "epochs": len(hist.epoch),
         "test acc": hist.test_acc[-1] if hist.test_acc else float("nan"),
         "best test acc": hist.best_acc,
@@ -255,8 +242,7 @@ def _frozen_bn(model: nn.Module) -> dict[str, list[nn.modules.batchnorm._BatchNo
         bns = [
             m
             for m in mod.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm)
-            and not any(p.requires_grad for p in m.parameters())
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters())
         ]
         if bns:
             out[stage] = bns
@@ -276,9 +262,7 @@ def bn_stat_change(reference: nn.Module, model: nn.Module) -> dict[str, float]:
 
 
 @torch.no_grad()
-def bn_stat_drift(
-    model: nn.Module, batches: Iterable, keep_frozen_bn: bool = True
-) -> dict[str, float]:
+def bn_stat_drift(model: nn.Module, batches: Iterable, keep_frozen_bn: bool = True) -> dict[str, float]:
     """Largest change of any frozen BatchNorm running mean, per stage, after forward passes.
 
     ``keep_frozen_bn=True`` runs them under ``models.train_mode`` (what ``train.train_one_epoch``
@@ -305,9 +289,7 @@ def feature_drift(reference: nn.Module, model: nn.Module, x: torch.Tensor) -> fl
     return float(nn.functional.cosine_similarity(sims[0], sims[1], dim=1).mean())
 
 
-def weight_change_by_stage(
-    before: Mapping[str, torch.Tensor], model: nn.Module
-) -> dict[str, float]:
+def weight_change_by_stage(before: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, float]:
     """Relative change ||W - W0|| / ||W0|| per stage since ``before`` (a copy of the state_dict)."""
     names = {id(p): n for n, p in model.named_parameters()}
     out = {}
@@ -336,8 +318,17 @@ def fit_with_loss(
     """``train.fit`` at a constant rate with any loss (label smoothing, class weights); test loss stays plain CE."""
     opt = train.make_optimizer(model, lr, kind)
     constant = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    return train.fit(model, train_loader, test_loader, epochs, optimizer=opt, scheduler=constant,
-                     criterion=criterion, progress=False, log=None)
+    return train.fit(
+        model,
+        train_loader,
+        test_loader,
+        epochs,
+        optimizer=opt,
+        scheduler=constant,
+        criterion=criterion,
+        progress=False,
+        log=None,
+    )
 
 
 def fit_head(
@@ -359,8 +350,6 @@ def fit_head(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = nn.Linear(train_feats.x.shape[-1], num_classes).to(train_feats.x.device)
-    ftr, fte = features.feature_loaders(
-        train_feats, test_feats, batch_size, str(train_feats.x.device), seed
-    )
+    ftr, fte = features.feature_loaders(train_feats, test_feats, batch_size, str(train_feats.x.device), seed)
     hist = fit_with_loss(head, ftr, fte, epochs, lr, criterion or nn.CrossEntropyLoss(), kind)
     return head, hist

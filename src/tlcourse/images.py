@@ -11,9 +11,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"})
 # Pillow warns above ~89 Mpx and refuses above ~179 Mpx (decompression-bomb guard). A photo from
 # a phone is 12-50 Mpx; allow up to 250 Mpx so real scans still open.
 Image.MAX_IMAGE_PIXELS = 250_000_000
@@ -74,20 +72,25 @@ def _decode(stream: io.BytesIO, name: str, size: int) -> Image.Image:
         img = Image.open(stream)
     except UnidentifiedImageError:
         what = _describe_unknown(stream.getvalue())
-        fix = ("re-save or replace the file" if what.startswith("a damaged") else
-               "not an image Pillow can read; supported: JPEG, PNG, BMP, GIF, WebP, TIFF")
+        fix = (
+            "re-save or replace the file"
+            if what.startswith("a damaged")
+            else "not an image Pillow can read; supported: JPEG, PNG, BMP, GIF, WebP, TIFF"
+        )
         raise ImageError(f"{name}: {what}; {fix}") from None
     except Image.DecompressionBombError as e:
         raise ImageError(f"{name}: too large to open safely ({_line(e)}); shrink it first") from None
     except Exception as e:  # Pillow's header parsers raise many types (SyntaxError, struct.error, ...)
-        raise ImageError(f"{name}: corrupt image header ({type(e).__name__}: {_line(e)}); "
-                         "re-save or replace the file") from None
+        raise ImageError(
+            f"{name}: corrupt image header ({type(e).__name__}: {_line(e)}); re-save or replace the file"
+        ) from None
     try:
         img.seek(0)  # animated GIF/WebP/TIFF: the first frame
         img.load()
     except Exception as e:  # OSError "image file is truncated", zlib/struct errors on damaged data
-        raise ImageError(f"{name}: truncated or corrupt {img.format or 'image'} data ({_line(e)}); "
-                         "re-save or replace the file") from None
+        raise ImageError(
+            f"{name}: truncated or corrupt {img.format or 'image'} data ({_line(e)}); re-save or replace the file"
+        ) from None
     return _convert(img, name)
 
 
@@ -96,8 +99,15 @@ def _line(e: BaseException) -> str:
     return " ".join(str(e).split())
 
 
-_MAGIC = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
-          (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"), (b"RIFF", "WebP"))
+_MAGIC = (
+    (b"\x89PNG", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\0", "TIFF"),
+    (b"MM\0*", "TIFF"),
+    (b"RIFF", "WebP"),
+)
 
 
 def _describe_unknown(head: bytes) -> str:
@@ -135,8 +145,9 @@ def _convert(img: Image.Image, name: str) -> Image.Image:
     except ImageError:
         raise
     except Exception as e:  # a lazily opened PIL image whose data is damaged, or an exotic mode
-        raise ImageError(f"{name}: cannot convert this {img.mode} image to RGB "
-                         f"({type(e).__name__}: {_line(e)})") from None
+        raise ImageError(
+            f"{name}: cannot convert this {img.mode} image to RGB ({type(e).__name__}: {_line(e)})"
+        ) from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -211,14 +222,16 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.integer):
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi > 255:
-            raise ImageError(f"{name}: {arr.dtype} values span [{lo}, {hi}]; integer images must be in "
-                             "0-255 (or uint16 0-65535)")
+            raise ImageError(
+                f"{name}: {arr.dtype} values span [{lo}, {hi}]; integer images must be in 0-255 (or uint16 0-65535)"
+            )
         return arr.astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             bad = int((~np.isfinite(arr)).sum())
-            raise ImageError(f"{name}: contains NaN or Inf values ({bad:,} of {arr.size:,}); clean the array "
-                             "before predicting")
+            raise ImageError(
+                f"{name}: contains NaN or Inf values ({bad:,} of {arr.size:,}); clean the array before predicting"
+            )
         lo, hi = float(arr.min()), float(arr.max())
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ImageError(
@@ -240,5 +253,6 @@ def fit_square(img: Image.Image, size: int) -> Image.Image:
     w, h = img.size
     side = min(w, h)
     left, top = (w - side) / 2, (h - side) / 2
-    return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side),
-                      reducing_gap=3.0)
+    return img.resize(
+        (size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side), reducing_gap=3.0
+    )

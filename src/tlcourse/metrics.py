@@ -40,8 +40,9 @@ def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
 
 def classification_report(labels, preds, classes: Sequence[str]) -> str:
     """scikit-learn's precision / recall / F1 table with class names."""
-    return skm.classification_report(_np(labels), _np(preds), labels=np.arange(len(classes)),
-                                     target_names=list(classes), digits=3, zero_division=0)
+    return skm.classification_report(
+        _np(labels), _np(preds), labels=np.arange(len(classes)), target_names=list(classes), digits=3, zero_division=0
+    )
 
 
 def most_confused(cm: np.ndarray, classes: Sequence[str], k: int = 5):
@@ -53,8 +54,14 @@ def most_confused(cm: np.ndarray, classes: Sequence[str], k: int = 5):
     rows = []
     for flat in np.argsort(off, axis=None)[::-1][:k]:
         i, j = np.unravel_index(flat, cm.shape)
-        rows.append({"true": classes[i], "predicted": classes[j], "count": int(cm[i, j]),
-                     "share of true class": cm[i, j] / max(cm[i].sum(), 1)})
+        rows.append(
+            {
+                "true": classes[i],
+                "predicted": classes[j],
+                "count": int(cm[i, j]),
+                "share of true class": cm[i, j] / max(cm[i].sum(), 1),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -69,9 +76,15 @@ def calibration_bins(probs, labels, n_bins: int = 15):
     rows = []
     for b in range(n_bins):
         m = idx == b
-        rows.append({"low": edges[b], "high": edges[b + 1], "count": int(m.sum()),
-                     "confidence": float(conf[m].mean()) if m.any() else np.nan,
-                     "accuracy": float((pred[m] == labels[m]).mean()) if m.any() else np.nan})
+        rows.append(
+            {
+                "low": edges[b],
+                "high": edges[b + 1],
+                "count": int(m.sum()),
+                "confidence": float(conf[m].mean()) if m.any() else np.nan,
+                "accuracy": float((pred[m] == labels[m]).mean()) if m.any() else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -97,13 +110,14 @@ class Evaluation:
 
     def __repr__(self) -> str:
         worst = min(self.per_class_accuracy, key=self.per_class_accuracy.get)
-        return (f"Evaluation(accuracy={self.accuracy:.2%}, n={len(self.labels)}, "
-                f"worst class={worst} {self.per_class_accuracy[worst]:.1%})")
+        return (
+            f"Evaluation(accuracy={self.accuracy:.2%}, n={len(self.labels)}, "
+            f"worst class={worst} {self.per_class_accuracy[worst]:.1%})"
+        )
 
 
 def summarize(logits: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]) -> Evaluation:
     """Accuracy, confusion matrix and per-class accuracy from logits."""
     cm = confusion_matrix(labels, logits.argmax(1), len(classes))
     per = per_class_accuracy(cm)
-    return Evaluation(accuracy(logits, labels), cm, dict(zip(classes, map(float, per))), tuple(classes),
-                      logits, labels)
+    return Evaluation(accuracy(logits, labels), cm, dict(zip(classes, map(float, per))), tuple(classes), logits, labels)

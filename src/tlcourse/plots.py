@@ -35,9 +35,18 @@ def to_uint8(images, mean=None, std=None) -> np.ndarray:
     return x.permute(0, 2, 3, 1).numpy()
 
 
-def show_images(images, labels: Sequence[int] | None = None, classes: Sequence[str] = CLASSES,
-                preds: Sequence[int] | None = None, probs: Sequence[float] | None = None,
-                ncols: int = 8, title: str | None = None, mean=None, std=None, size: float = 1.5):
+def show_images(
+    images,
+    labels: Sequence[int] | None = None,
+    classes: Sequence[str] = CLASSES,
+    preds: Sequence[int] | None = None,
+    probs: Sequence[float] | None = None,
+    ncols: int = 8,
+    title: str | None = None,
+    mean=None,
+    std=None,
+    size: float = 1.5,
+):
     """A grid of images, each with its label (and prediction and confidence) underneath.
 
     Captions of wrong predictions are red, right ones green.
@@ -84,20 +93,28 @@ def plot_history(histories: Mapping[str, object], title: str = "Training curves"
     return fig
 
 
-def plot_confusion(cm: np.ndarray, classes: Sequence[str] = CLASSES, normalize: bool = True,
-                   title: str = "Confusion matrix"):
+def plot_confusion(
+    cm: np.ndarray, classes: Sequence[str] = CLASSES, normalize: bool = True, title: str = "Confusion matrix"
+):
     """Seaborn heatmap, rows = true class; normalized rows show each class's recall on the diagonal."""
     values = cm / np.maximum(cm.sum(1, keepdims=True), 1) * 100 if normalize else cm
     fig, ax = plt.subplots(figsize=(7, 5.8))
-    sns.heatmap(values, annot=True, fmt=".0f", cmap="Blues", xticklabels=classes, yticklabels=classes,
-                cbar_kws={"label": "% of true class" if normalize else "images"}, ax=ax)
+    sns.heatmap(
+        values,
+        annot=True,
+        fmt=".0f",
+        cmap="Blues",
+        xticklabels=classes,
+        yticklabels=classes,
+        cbar_kws={"label": "% of true class" if normalize else "images"},
+        ax=ax,
+    )
     ax.set(xlabel="predicted class", ylabel="true class", title=title)
     fig.tight_layout()
     return fig
 
 
-def plot_per_class(values: Mapping[str, float], title: str = "Per-class accuracy",
-                   ylabel: str = "accuracy (%)"):
+def plot_per_class(values: Mapping[str, float], title: str = "Per-class accuracy", ylabel: str = "accuracy (%)"):
     """One bar per class in its course colour, values given as fractions."""
     fig, ax = plt.subplots(figsize=(1.6 * SIZE[0], SIZE[1]))
     names = list(values)
@@ -111,9 +128,13 @@ def plot_per_class(values: Mapping[str, float], title: str = "Per-class accuracy
 # ---------------------------------------------------------------- notebooks 01-03
 
 
-def plot_augmentation_gallery(rows: Mapping[str, object], labels: Sequence[int] | None = None,
-                              classes: Sequence[str] = CLASSES, title: str = "Augmentation gallery",
-                              size: float = 1.4):
+def plot_augmentation_gallery(
+    rows: Mapping[str, object],
+    labels: Sequence[int] | None = None,
+    classes: Sequence[str] = CLASSES,
+    title: str = "Augmentation gallery",
+    size: float = 1.4,
+):
     """One row per transform (name -> (N, 3, H, W) uint8 or [0, 1] images), one column per image.
 
     The same images in every row, so each row shows what one transform does (notebook 02).
@@ -138,8 +159,13 @@ def plot_augmentation_gallery(rows: Mapping[str, object], labels: Sequence[int] 
     return fig
 
 
-def plot_projection(points: Mapping[str, np.ndarray], labels: Sequence[int], classes: Sequence[str] = CLASSES,
-                    title: str = "Features in 2-D", axis_label: str = "component"):
+def plot_projection(
+    points: Mapping[str, np.ndarray],
+    labels: Sequence[int],
+    classes: Sequence[str] = CLASSES,
+    title: str = "Features in 2-D",
+    axis_label: str = "component",
+):
     """One scatter panel per entry (name -> (N, 2) points), each point in its class colour (notebook 03)."""
     labels = np.asarray(labels)
     fig, axes = plt.subplots(1, len(points), figsize=(len(points) * SIZE[0] + 1.6, SIZE[1] + 0.5), squeeze=False)
@@ -165,8 +191,13 @@ def plot_gradient_norms(norms: Mapping[str, Sequence[float]], title: str = "Grad
     return fig
 
 
-def plot_loss_curves(curves: Mapping[str, Sequence[float]], title: str = "Training loss",
-                     xlabel: str = "training step", ylabel: str = "cross-entropy loss", smooth: int = 1):
+def plot_loss_curves(
+    curves: Mapping[str, Sequence[float]],
+    title: str = "Training loss",
+    xlabel: str = "training step",
+    ylabel: str = "cross-entropy loss",
+    smooth: int = 1,
+):
     """One line per run; ``smooth`` > 1 draws a running mean over that many steps (notebook 01)."""
     fig, ax = plt.subplots(figsize=(1.4 * SIZE[0], SIZE[1]))
     for name, values in curves.items():
@@ -183,8 +214,14 @@ def plot_loss_curves(curves: Mapping[str, Sequence[float]], title: str = "Traini
     return fig
 
 
-def plot_bars(values: Mapping[str, float], title: str, ylabel: str = "test accuracy (%)",
-              xlabel: str = "", percent: bool = True, chance: float | None = None):
+def plot_bars(
+    values: Mapping[str, float],
+    title: str,
+    ylabel: str = "test accuracy (%)",
+    xlabel: str = "",
+    percent: bool = True,
+    chance: float | None = None,
+):
     """One labelled bar per setting (fractions shown as % when ``percent``); optional chance line."""
     fig, ax = plt.subplots(figsize=(1.4 * SIZE[0], SIZE[1]))
     names = list(values)
@@ -201,8 +238,12 @@ def plot_bars(values: Mapping[str, float], title: str, ylabel: str = "test accur
     return fig
 
 
-def plot_resolution_sweep(sizes: Sequence[int], accuracies: Sequence[float], seconds: Sequence[float],
-                          title: str = "Linear probe vs input resolution"):
+def plot_resolution_sweep(
+    sizes: Sequence[int],
+    accuracies: Sequence[float],
+    seconds: Sequence[float],
+    title: str = "Linear probe vs input resolution",
+):
     """Accuracy (%) and time (s) against input size in px, side by side (notebook 03)."""
     fig, (ax_acc, ax_t) = plt.subplots(1, 2, figsize=(2 * SIZE[0], SIZE[1]))
     ax_acc.plot(sizes, np.asarray(accuracies) * 100, "-o")
@@ -217,12 +258,12 @@ def plot_resolution_sweep(sizes: Sequence[int], accuracies: Sequence[float], sec
     return fig
 
 
-def plot_prediction(image, probabilities: Mapping[str, float], title: str = "Prediction",
-                    model_input=None):
+def plot_prediction(image, probabilities: Mapping[str, float], title: str = "Prediction", model_input=None):
     """The photo, optionally the low-resolution input the model saw, and top-k probabilities as bars."""
     panels = 3 if model_input is not None else 2
-    fig, axes = plt.subplots(1, panels, figsize=(panels * SIZE[0] * 0.85, SIZE[1]),
-                             gridspec_kw={"width_ratios": [1] * (panels - 1) + [1.3]})
+    fig, axes = plt.subplots(
+        1, panels, figsize=(panels * SIZE[0] * 0.85, SIZE[1]), gridspec_kw={"width_ratios": [1] * (panels - 1) + [1.3]}
+    )
     axes[0].imshow(np.asarray(image))
     axes[0].set_title("photo", fontsize=10)
     if model_input is not None:
@@ -255,8 +296,12 @@ def plot_distributions(samples: Mapping[str, Sequence[float]], title: str, xlabe
 # ---------------------------------------------------------------- notebooks 04-06
 
 
-def plot_strategy_comparison(table, title: str = "How much of the network to train",
-                             acc_col: str = "test acc", time_col: str = "s/epoch (end to end, est.)"):
+def plot_strategy_comparison(
+    table,
+    title: str = "How much of the network to train",
+    acc_col: str = "test acc",
+    time_col: str = "s/epoch (end to end, est.)",
+):
     """Test accuracy (%) and seconds per epoch per strategy, side by side (notebook 04).
 
     ``table``: a DataFrame indexed by strategy name, e.g. from ``finetune.compare_strategies``.
@@ -287,16 +332,34 @@ def plot_reliability(bins, ece: float | None = None, title: str = "Reliability d
     t = bins.dropna()
     width = float((bins["high"] - bins["low"]).iloc[0])
     centers = ((t["low"] + t["high"]) / 2).to_numpy()
-    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(SIZE[0] + 0.5, SIZE[1] + 1.8), sharex=True,
-                                   gridspec_kw={"height_ratios": [3, 1]})
-    ax.bar(centers, t["accuracy"] * 100, width=width * 0.95, color=sns.color_palette("deep")[0],
-           edgecolor="white", label="accuracy in bin")
-    ax.bar(centers, (t["confidence"] - t["accuracy"]) * 100, bottom=t["accuracy"] * 100, width=width * 0.95,
-           color="tab:red", alpha=0.3, label="gap to confidence")
+    fig, (ax, ax_n) = plt.subplots(
+        2, 1, figsize=(SIZE[0] + 0.5, SIZE[1] + 1.8), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.bar(
+        centers,
+        t["accuracy"] * 100,
+        width=width * 0.95,
+        color=sns.color_palette("deep")[0],
+        edgecolor="white",
+        label="accuracy in bin",
+    )
+    ax.bar(
+        centers,
+        (t["confidence"] - t["accuracy"]) * 100,
+        bottom=t["accuracy"] * 100,
+        width=width * 0.95,
+        color="tab:red",
+        alpha=0.3,
+        label="gap to confidence",
+    )
     ax.plot([0, 1], [0, 100], "--", color="grey", label="perfect calibration")  # x: 0..1, y: %
     ax.plot(t["confidence"], t["accuracy"] * 100, "o", color="black", ms=3, label="(mean confidence, accuracy)")
-    ax.set(ylabel="accuracy (%)", ylim=(0, 100), xlim=(0, 1),
-           title=title + (f" (ECE {ece:.1%})" if ece is not None else ""))
+    ax.set(
+        ylabel="accuracy (%)",
+        ylim=(0, 100),
+        xlim=(0, 1),
+        title=title + (f" (ECE {ece:.1%})" if ece is not None else ""),
+    )
     ax.legend(fontsize=8, loc="upper left")
     ax_n.bar(centers, t["count"], width=width * 0.95, color="grey")
     ax_n.set(xlabel="confidence (max softmax probability)", ylabel="images")
@@ -317,9 +380,18 @@ def overlay_cam(image, cam, alpha: float = 0.45, ax=None, cmap: str = "jet"):
     return ax
 
 
-def show_cams(images, cams, labels: Sequence[int] | None = None, preds: Sequence[int] | None = None,
-              probs: Sequence[float] | None = None, classes: Sequence[str] = CLASSES, ncols: int = 8,
-              title: str | None = None, size: float = 1.6, alpha: float = 0.45):
+def show_cams(
+    images,
+    cams,
+    labels: Sequence[int] | None = None,
+    preds: Sequence[int] | None = None,
+    probs: Sequence[float] | None = None,
+    classes: Sequence[str] = CLASSES,
+    ncols: int = 8,
+    title: str | None = None,
+    size: float = 1.6,
+    alpha: float = 0.45,
+):
     """Each image above its Grad-CAM overlay, captioned true -> predicted (confidence) (notebook 05).
 
     ``images``: (N, 3, H, W) uint8 or [0, 1]; ``cams``: (N, h, w) in [0, 1] (any h, w).
@@ -344,7 +416,9 @@ def show_cams(images, cams, labels: Sequence[int] | None = None, preds: Sequence
             text = classes[int(labels[i])]
         if preds is not None:
             conf = f" {float(probs[i]):.0%}" if probs is not None else ""
-            text = f"{text} → {classes[int(preds[i])]}{conf}" if labels is not None else f"{classes[int(preds[i])]}{conf}"
+            text = (
+                f"{text} → {classes[int(preds[i])]}{conf}" if labels is not None else f"{classes[int(preds[i])]}{conf}"
+            )
             if labels is not None:
                 color = "tab:green" if int(preds[i]) == int(labels[i]) else "tab:red"
         top.set_title(text, fontsize=7.5, color=color)
@@ -354,8 +428,9 @@ def show_cams(images, cams, labels: Sequence[int] | None = None, preds: Sequence
     return fig
 
 
-def plot_topk(probs, classes: Sequence[str] = CLASSES, k: int = 5, true: int | None = None, ax=None,
-              title: str = "Top classes"):
+def plot_topk(
+    probs, classes: Sequence[str] = CLASSES, k: int = 5, true: int | None = None, ax=None, title: str = "Top classes"
+):
     """Horizontal bars of the ``k`` most probable classes in their course colours; the true class marked."""
     p = probs.detach().cpu().float().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs, float)
     order = np.argsort(p)[::-1][:k]
@@ -372,14 +447,24 @@ def plot_topk(probs, classes: Sequence[str] = CLASSES, k: int = 5, true: int | N
     return ax.figure
 
 
-def plot_explained_prediction(image, cam, probs, classes: Sequence[str] = CLASSES, true: int | None = None,
-                              k: int = 5, title: str = "Prediction", stage: str = "", alpha: float = 0.45):
+def plot_explained_prediction(
+    image,
+    cam,
+    probs,
+    classes: Sequence[str] = CLASSES,
+    true: int | None = None,
+    k: int = 5,
+    title: str = "Prediction",
+    stage: str = "",
+    alpha: float = 0.45,
+):
     """The image, its Grad-CAM overlay and the top-k probabilities in one row (the explorer of notebook 05)."""
     img = to_uint8(image[None] if np.ndim(image) == 3 else image)[0]
     fig, axes = plt.subplots(1, 3, figsize=(2.6 * SIZE[0], SIZE[1]), gridspec_kw={"width_ratios": [1, 1, 1.5]})
     axes[0].imshow(img, interpolation="nearest")
-    axes[0].set_title(f"input ({img.shape[0]} px)" + (f", true: {classes[int(true)]}" if true is not None else ""),
-                      fontsize=9)
+    axes[0].set_title(
+        f"input ({img.shape[0]} px)" + (f", true: {classes[int(true)]}" if true is not None else ""), fontsize=9
+    )
     axes[0].axis("off")
     overlay_cam(img, cam, alpha, axes[1])
     axes[1].set_title(f"Grad-CAM{' at ' + stage if stage else ''}", fontsize=9)
@@ -398,13 +483,13 @@ def plot_latency(table, title: str = "Batch-1 latency by format"):
     ``table`` is ``export.rows_to_frame(rows)``: columns ``"<S>px median (ms)"`` and ``"<S>px p90 (ms)"``.
     """
     sizes = [c.split("px")[0] for c in table.columns if c.endswith("px median (ms)")]
-    fig, axes = plt.subplots(1, len(sizes), figsize=(SIZE[0] * len(sizes), 0.45 * len(table) + 1.6),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(sizes), figsize=(SIZE[0] * len(sizes), 0.45 * len(table) + 1.6), sharey=True, squeeze=False
+    )
     names = list(table.index)
     for ax, s, color in zip(axes[0], sizes, sns.color_palette("deep")):
         med, p90 = table[f"{s}px median (ms)"].to_numpy(float), table[f"{s}px p90 (ms)"].to_numpy(float)
-        ax.barh(names, np.nan_to_num(med), xerr=[np.zeros_like(med), np.nan_to_num(p90 - med)], color=color,
-                capsize=3)
+        ax.barh(names, np.nan_to_num(med), xerr=[np.zeros_like(med), np.nan_to_num(p90 - med)], color=color, capsize=3)
         right = np.nanmax(p90) if np.isfinite(p90).any() else 1.0
         for y, (m, hi) in enumerate(zip(med, p90)):
             label = f"{m:.1f}" if m >= 1 else f"{m:.2f}" if np.isfinite(m) else "failed"

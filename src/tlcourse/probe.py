@@ -42,9 +42,11 @@ class ProbeResult:
         return asdict(self)
 
     def __str__(self) -> str:
-        return (f"linear probe at {self.image_size} px: test {self.accuracy:.1%} (train {self.train_accuracy:.1%}), "
-                f"{self.n_train:,} train / {self.n_test:,} test, {self.feature_dim} features, "
-                f"{self.seconds:.1f} s ({self.extract_seconds:.1f} s features + {self.fit_seconds:.1f} s fit)")
+        return (
+            f"linear probe at {self.image_size} px: test {self.accuracy:.1%} (train {self.train_accuracy:.1%}), "
+            f"{self.n_train:,} train / {self.n_test:,} test, {self.feature_dim} features, "
+            f"{self.seconds:.1f} s ({self.extract_seconds:.1f} s features + {self.fit_seconds:.1f} s fit)"
+        )
 
 
 @dataclass
@@ -66,22 +68,31 @@ class LogisticFit:
         return float(self.pipeline.score(x, y))
 
 
-def clean_loaders(cfg: Config, image_size: int | None = None, mean: Sequence[float] | None = None,
-                  std: Sequence[float] | None = None) -> tuple[data.TensorLoader, data.TensorLoader]:
+def clean_loaders(
+    cfg: Config, image_size: int | None = None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> tuple[data.TensorLoader, data.TensorLoader]:
     """The profile's train and test images in order, without augmentation, at ``image_size`` px.
 
     ``mean``/``std`` default to the backbone's own normalization (:func:`models.normalization`).
     """
     train, test = data.load_datasets(cfg)
     default_mean, default_std = models.normalization(cfg.backbone)
-    tf = data.BatchTransform(False, image_size or cfg.image_size, default_mean if mean is None else mean,
-                             default_std if std is None else std)
+    tf = data.BatchTransform(
+        False, image_size or cfg.image_size, default_mean if mean is None else mean, default_std if std is None else std
+    )
     kw = dict(batch_size=cfg.batch_size, shuffle=False, transform=tf, device=cfg.device, seed=cfg.seed)
     return data.TensorLoader(train.images, train.labels, **kw), data.TensorLoader(test.images, test.labels, **kw)
 
 
-def extract_features(cfg: Config, model: nn.Module, image_size: int | None = None, mean=None, std=None,
-                     cache: bool = False, progress: bool = True) -> tuple[features.Features, features.Features]:
+def extract_features(
+    cfg: Config,
+    model: nn.Module,
+    image_size: int | None = None,
+    mean=None,
+    std=None,
+    cache: bool = False,
+    progress: bool = True,
+) -> tuple[features.Features, features.Features]:
     """Pooled features (what ``fc`` sees) of the clean train and test images; the model is not changed.
 
     ``cache=True`` keeps them on disk under ``cfg.cache_dir`` (reused while the weights are the same).
@@ -89,11 +100,15 @@ def extract_features(cfg: Config, model: nn.Module, image_size: int | None = Non
     prefix, _ = models.split_model(model, "fc")
     train_loader, test_loader = clean_loaders(cfg, image_size, mean, std)
     if not cache:
-        return (features.extract(prefix, train_loader, progress=progress),
-                features.extract(prefix, test_loader, progress=progress))
+        return (
+            features.extract(prefix, train_loader, progress=progress),
+            features.extract(prefix, test_loader, progress=progress),
+        )
     c = cfg.replace(image_size=image_size or cfg.image_size)
-    return (features.cached_extract(c, prefix, train_loader, "train", progress=progress),
-            features.cached_extract(c, prefix, test_loader, "test", progress=progress))
+    return (
+        features.cached_extract(c, prefix, train_loader, "train", progress=progress),
+        features.cached_extract(c, prefix, test_loader, "test", progress=progress),
+    )
 
 
 def _flat(f) -> tuple[np.ndarray, np.ndarray | None]:
@@ -105,8 +120,9 @@ def _flat(f) -> tuple[np.ndarray, np.ndarray | None]:
     return x.reshape(len(x), -1), None
 
 
-def logistic_regression(train: features.Features, test: features.Features, C: float = 0.003,
-                        max_iter: int = 300, seed: int = 0) -> LogisticFit:
+def logistic_regression(
+    train: features.Features, test: features.Features, C: float = 0.003, max_iter: int = 300, seed: int = 0
+) -> LogisticFit:
     """Standardize the features, fit scikit-learn's multinomial LogisticRegression, score on ``test``.
 
     ``C`` is the inverse L2 strength. 0.003 was the best of 0.001-0.03 on a validation split (8k/2k of
@@ -129,8 +145,16 @@ def logistic_regression(train: features.Features, test: features.Features, C: fl
     return LogisticFit(float(pipe.score(xte, yte)), float(pipe.score(xtr, ytr)), seconds, pipe)
 
 
-def linear_probe(cfg: Config, model: nn.Module, image_size: int | None = None, mean=None, std=None,
-                 C: float = 0.003, cache: bool = False, progress: bool = True) -> ProbeResult:
+def linear_probe(
+    cfg: Config,
+    model: nn.Module,
+    image_size: int | None = None,
+    mean=None,
+    std=None,
+    C: float = 0.003,
+    cache: bool = False,
+    progress: bool = True,
+) -> ProbeResult:
     """How linearly separable a frozen model's features are: extract once, fit a logistic regression.
 
     Clean images (no augmentation) at ``image_size`` px (default ``cfg.image_size``), normalized with
@@ -141,8 +165,17 @@ def linear_probe(cfg: Config, model: nn.Module, image_size: int | None = None, m
     train, test = extract_features(cfg, model, size, mean, std, cache=cache, progress=progress)
     extract_seconds = time.perf_counter() - t0
     fit = logistic_regression(train, test, C=C, seed=cfg.seed)
-    return ProbeResult(fit.accuracy, fit.train_accuracy, extract_seconds + fit.seconds, extract_seconds,
-                       fit.seconds, size, len(train), len(test), int(train.x.shape[-1]))
+    return ProbeResult(
+        fit.accuracy,
+        fit.train_accuracy,
+        extract_seconds + fit.seconds,
+        extract_seconds,
+        fit.seconds,
+        size,
+        len(train),
+        len(test),
+        int(train.x.shape[-1]),
+    )
 
 
 def project_2d(x, method: str = "pca", seed: int = 0, unit_rows: bool = True) -> np.ndarray:
@@ -164,12 +197,14 @@ def project_2d(x, method: str = "pca", seed: int = 0, unit_rows: bool = True) ->
     with threadpool_limits(limits=1):  # see logistic_regression
         if method == "pca":
             return PCA(n_components=2, random_state=seed).fit_transform(arr)
-        return TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(arr) - 1) / 3),
-                    random_state=seed).fit_transform(arr)
+        return TSNE(
+            n_components=2, init="pca", perplexity=min(30.0, (len(arr) - 1) / 3), random_state=seed
+        ).fit_transform(arr)
 
 
-def block_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                         block_types: tuple[type, ...] = (models.ResidualBlock,)) -> list[float]:
+def block_gradient_norms(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, block_types: tuple[type, ...] = (models.ResidualBlock,)
+) -> list[float]:
     """L2 norm of the loss gradient over each block's parameters, in forward order (one batch).
 
     Used at initialization to show vanishing gradients (notebook 01); gradients are cleared afterwards.
@@ -196,8 +231,9 @@ def stage_shapes(model: nn.Module, image_size: int) -> dict[str, tuple[int, ...]
     watched["avgpool"] = model.avgpool
     shapes, handles = {}, []
     for name, mod in watched.items():
-        handles.append(mod.register_forward_hook(
-            lambda m, inp, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:]))))
+        handles.append(
+            mod.register_forward_hook(lambda m, inp, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:])))
+        )
     was_training = model.training
     try:
         model.eval()

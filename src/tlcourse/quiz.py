@@ -54,9 +54,7 @@ class Question:
 def _question(i: int, item) -> Question:
     where = f"question {i + 1}"
     if not isinstance(item, dict):
-        raise QuizError(
-            f"{where}: expected an object with fields {sorted(_FIELDS)}, got {type(item).__name__}"
-        )
+        raise QuizError(f"{where}: expected an object with fields {sorted(_FIELDS)}, got {type(item).__name__}")
     where = f"question {i + 1} ({item.get('id', 'no id')!r})"
     missing = [k for k in _FIELDS if k not in item]
     if missing:
@@ -67,9 +65,7 @@ def _question(i: int, item) -> Question:
     for key, kind in _FIELDS.items():
         value = item[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise QuizError(
-                f"{where}: field {key!r} must be {kind.__name__}, got {type(value).__name__}"
-            )
+            raise QuizError(f"{where}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
         if kind is str and not value.strip():
             raise QuizError(f"{where}: field {key!r} is empty")
     choices = item["choices"]
@@ -83,10 +79,7 @@ def _question(i: int, item) -> Question:
             f"(indices 0..{len(choices) - 1})"
         )
     if not _NOTEBOOK.match(item["notebook"]):
-        raise QuizError(
-            f"{where}: 'notebook' must be a notebook name like '06_interview_qa', "
-            f"got {item['notebook']!r}"
-        )
+        raise QuizError(f"{where}: 'notebook' must be a notebook name like '06_interview_qa', got {item['notebook']!r}")
     return Question(
         item["id"],
         item["question"],
@@ -125,9 +118,7 @@ def load_questions(path: str | Path | None = None) -> list[Question]:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise QuizError(
-            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
-        ) from None
+        raise QuizError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     try:
         return parse_questions(obj)
     except QuizError as e:

@@ -36,9 +36,16 @@ class Recipe:
 
 RECIPES = {
     "cpu-10min": Recipe(
-        "cpu-10min", "96 px; the frozen network's features computed once, then a linear head trained on them "
+        "cpu-10min",
+        "96 px; the frozen network's features computed once, then a linear head trained on them "
         "(20 epochs, Adam 1e-3, StepLR); no fine-tuning: on 2 CPU cores resolution buys more than training layers",
-        image_size=96, head_epochs=20, epochs=0, lr=0.0, head_lr=1e-3, flip_tta=False),
+        image_size=96,
+        head_epochs=20,
+        epochs=0,
+        lr=0.0,
+        head_lr=1e-3,
+        flip_tta=False,
+    ),
 }
 
 
@@ -49,8 +56,9 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def run_recipe(recipe: Recipe, cfg: Config, out: str | Path | None = None, progress: bool = True,
-               log=print) -> tuple[ImageClassifier, metrics.Evaluation, dict[str, float]]:
+def run_recipe(
+    recipe: Recipe, cfg: Config, out: str | Path | None = None, progress: bool = True, log=print
+) -> tuple[ImageClassifier, metrics.Evaluation, dict[str, float]]:
     """Train ``cfg.backbone`` by ``recipe`` on ``cfg``'s data; (classifier, final evaluation, seconds per stage)."""
     t0 = time.perf_counter()
     cfg = cfg.replace(image_size=recipe.image_size)
@@ -60,8 +68,16 @@ def run_recipe(recipe: Recipe, cfg: Config, out: str | Path | None = None, progr
     seconds = {"set-up": time.perf_counter() - t0}
     t = time.perf_counter()
     if recipe.head_epochs:
-        clf.train(train_loader, recipe.head_epochs, test_loader, phase="head", lr=recipe.head_lr, cache=True,
-                  progress=progress, log=log)
+        clf.train(
+            train_loader,
+            recipe.head_epochs,
+            test_loader,
+            phase="head",
+            lr=recipe.head_lr,
+            cache=True,
+            progress=progress,
+            log=log,
+        )
     seconds["head on cached features"] = time.perf_counter() - t
     if recipe.epochs:
         t = time.perf_counter()
@@ -85,6 +101,15 @@ def _train_all_layers(clf: ImageClassifier, recipe: Recipe, train_loader, test_l
     groups = finetune.param_groups_by_stage(clf.model, {"fc": recipe.head_lr}, default_lr=recipe.lr)
     opt = train.make_optimizer(clf.model, recipe.lr, "adamw", recipe.weight_decay, param_groups=groups)
     sched = train.make_one_cycle(opt, recipe.epochs, len(train_loader))
-    clf.history = train.fit(clf.model, train_loader, test_loader, recipe.epochs, optimizer=opt, scheduler=sched,
-                            criterion=nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
-                            progress=progress, log=log, desc="[all layers] ")
+    clf.history = train.fit(
+        clf.model,
+        train_loader,
+        test_loader,
+        recipe.epochs,
+        optimizer=opt,
+        scheduler=sched,
+        criterion=nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
+        progress=progress,
+        log=log,
+        desc="[all layers] ",
+    )

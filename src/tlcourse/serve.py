@@ -27,13 +27,19 @@ MAX_PIXELS = 50_000_000  # refuse before decoding: a small file can declare a hu
 LOOPBACK_NAMES = ("localhost",)
 
 
-def create_app(checkpoint_path: str | Path, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_PIXELS, device: str = "cpu"):
+def create_app(
+    checkpoint_path: str | Path,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    device: str = "cpu",
+):
     """A FastAPI app serving the classifier in ``checkpoint_path`` (loaded here, once, not per request)."""
     clf = ImageClassifier.from_checkpoint(checkpoint_path, device=device)
     n_classes = len(clf.classes)
-    app = FastAPI(title="tlcourse classifier",
-                  description=f"{clf.meta.backbone} fine-tuned on {n_classes} classes ({Path(checkpoint_path).name})")
+    app = FastAPI(
+        title="tlcourse classifier",
+        description=f"{clf.meta.backbone} fine-tuned on {n_classes} classes ({Path(checkpoint_path).name})",
+    )
     app.state.classifier = clf
 
     @app.exception_handler(ImageError)
@@ -43,30 +49,43 @@ def create_app(checkpoint_path: str | Path, max_upload_bytes: int = MAX_UPLOAD_B
     @app.get("/health")
     def health() -> dict:
         """Liveness plus what is being served."""
-        return {"status": "ok", "backbone": clf.meta.backbone, "classes": list(clf.classes),
-                "image_size": clf.meta.image_size, "device": str(clf.device)}
+        return {
+            "status": "ok",
+            "backbone": clf.meta.backbone,
+            "classes": list(clf.classes),
+            "image_size": clf.meta.image_size,
+            "device": str(clf.device),
+        }
 
     # A plain `def` (not async): FastAPI runs it in a worker thread, so inference does not block the server.
     @app.post("/predict")
-    def predict(file: Annotated[UploadFile, File(description="an image file (JPEG, PNG, WebP, ...)")],
-                top_k: Annotated[int, Query(ge=1, le=n_classes, description="how many classes to return")] = 3) -> dict:
+    def predict(
+        file: Annotated[UploadFile, File(description="an image file (JPEG, PNG, WebP, ...)")],
+        top_k: Annotated[int, Query(ge=1, le=n_classes, description="how many classes to return")] = 3,
+    ) -> dict:
         """Classify one uploaded image: the top class, its probability, and the ``top_k`` best classes."""
         content = file.file.read(max_upload_bytes + 1)
         name = file.filename or "upload"
         if not content:
             raise HTTPException(400, f"{name}: the upload is empty (0 bytes); send an image file")
         if len(content) > max_upload_bytes:
-            raise HTTPException(413, f"{name}: larger than the {max_upload_bytes / 1e6:.0f} MB limit; "
-                                     "resize or re-compress the image")
+            raise HTTPException(
+                413, f"{name}: larger than the {max_upload_bytes / 1e6:.0f} MB limit; resize or re-compress the image"
+            )
         pixels = declared_pixels(content)
         if pixels > max_pixels:
-            raise HTTPException(413, f"{name}: {pixels / 1e6:.0f} Mpx is more than the {max_pixels / 1e6:.0f} Mpx "
-                                     "limit; resize the image")
+            raise HTTPException(
+                413,
+                f"{name}: {pixels / 1e6:.0f} Mpx is more than the {max_pixels / 1e6:.0f} Mpx limit; resize the image",
+            )
         image = images.load_image(content, name=name)
         with torch.inference_mode():
             pred = clf.predict(image, top_k=top_k)
-        return {"label": pred.label, "probability": pred.probability,
-                "top_k": [{"label": k, "probability": v} for k, v in pred.probabilities.items()]}
+        return {
+            "label": pred.label,
+            "probability": pred.probability,
+            "top_k": [{"label": k, "probability": v} for k, v in pred.probabilities.items()],
+        }
 
     return app
 
@@ -87,8 +106,10 @@ def check_loopback(host: str) -> str:
     except ValueError:
         ok = False
     if not ok:
-        raise TLCourseError(f"--host {host}: this teaching server has no authentication, so it only listens on "
-                            "loopback (127.0.0.1, ::1 or localhost); put a real server in front to expose it")
+        raise TLCourseError(
+            f"--host {host}: this teaching server has no authentication, so it only listens on "
+            "loopback (127.0.0.1, ::1 or localhost); put a real server in front to expose it"
+        )
     return host
 
 

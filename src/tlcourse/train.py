@@ -80,9 +80,17 @@ def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 and device.type != "mps" else x
 
 
-def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
-                    criterion: nn.Module | None = None, amp: bool = True, scaler=None,
-                    progress: bool = True, desc: str = "train", batch_scheduler=None) -> EpochResult:
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module | None = None,
+    amp: bool = True,
+    scaler=None,
+    progress: bool = True,
+    desc: str = "train",
+    batch_scheduler=None,
+) -> EpochResult:
     """One pass over ``loader``: forward, loss, backward, step. Frozen BatchNorm stays in eval mode.
 
     ``batch_scheduler`` (e.g. one-cycle) is stepped after every batch.
@@ -116,8 +124,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: Iterable, amp: bool = True, progress: bool = False,
-            flip_tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model: nn.Module, loader: Iterable, amp: bool = True, progress: bool = False, flip_tta: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, labels) for a whole loader, on the CPU, in float32.
 
     ``flip_tta`` averages the logits of each image and its mirror image (test-time augmentation).
@@ -138,16 +147,18 @@ def predict(model: nn.Module, loader: Iterable, amp: bool = True, progress: bool
     return torch.cat(outs).cpu(), torch.cat(labels).cpu()
 
 
-def evaluate(model: nn.Module, loader: Iterable, criterion: nn.Module | None = None,
-             amp: bool = True, progress: bool = False) -> EpochResult:
+def evaluate(
+    model: nn.Module, loader: Iterable, criterion: nn.Module | None = None, amp: bool = True, progress: bool = False
+) -> EpochResult:
     """Mean loss and top-1 accuracy over ``loader`` in eval mode."""
     logits, labels = predict(model, loader, amp, progress)
     loss = (criterion or nn.CrossEntropyLoss())(logits, labels).item()
     return EpochResult(loss, (logits.argmax(1) == labels).float().mean().item())
 
 
-def make_optimizer(model: nn.Module, lr: float, kind: str = "adam", weight_decay: float = 0.0,
-                   param_groups: list[dict] | None = None) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, lr: float, kind: str = "adam", weight_decay: float = 0.0, param_groups: list[dict] | None = None
+) -> torch.optim.Optimizer:
     """Adam (the seed's) or SGD with momentum, over trainable parameters only."""
     params = param_groups or [p for p in model.parameters() if p.requires_grad]
     if kind == "adam":
@@ -167,15 +178,22 @@ def make_scheduler(optimizer: torch.optim.Optimizer, step_size: int = 10, gamma:
 def make_one_cycle(optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int, pct_start: float = 0.25):
     """Warm up to each group's rate, then anneal to ~0 (Smith's one-cycle); stepped every batch by :func:`fit`."""
     total = max(epochs * steps_per_epoch, 4)  # PyTorch divides by zero when a phase would have no step
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
-                                               total_steps=total, pct_start=max(pct_start, 2 / total))
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=[g["lr"] for g in optimizer.param_groups],
+        total_steps=total,
+        pct_start=max(pct_start, 2 / total),
+    )
 
 
 def rng_state() -> dict:
     """Python, NumPy and torch RNG states as plain data (loadable with ``weights_only=True``)."""
     np_state = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:]))}
+    state = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -191,12 +209,27 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def fit(model: nn.Module, train_loader, test_loader, epochs: int, lr: float = 1e-3,
-        optimizer: torch.optim.Optimizer | None = None, scheduler=None, device: str | None = None,
-        checkpoint_path: str | Path | None = None, meta: ModelMeta | None = None,
-        resume: bool = False, patience: int | None = None, amp: bool = True, progress: bool = True,
-        log: Callable[[str], None] | None = print, desc: str = "", compile: bool = False,
-        whole_model: nn.Module | None = None, criterion: nn.Module | None = None) -> History:
+def fit(
+    model: nn.Module,
+    train_loader,
+    test_loader,
+    epochs: int,
+    lr: float = 1e-3,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
+    device: str | None = None,
+    checkpoint_path: str | Path | None = None,
+    meta: ModelMeta | None = None,
+    resume: bool = False,
+    patience: int | None = None,
+    amp: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+    desc: str = "",
+    compile: bool = False,
+    whole_model: nn.Module | None = None,
+    criterion: nn.Module | None = None,
+) -> History:
     """Train for ``epochs``, evaluating after each; the seed's Adam + StepLR(10, 0.1) by default.
 
     With ``checkpoint_path`` the full training state is written there after every epoch (resume
@@ -216,7 +249,9 @@ def fit(model: nn.Module, train_loader, test_loader, epochs: int, lr: float = 1e
     step_model = torch.compile(model) if compile else model  # shares parameters with model
     scheduler = scheduler or make_scheduler(optimizer)
     per_batch = isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
-    scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" and not torch.cuda.is_bf16_supported() else None
+    scaler = (
+        torch.amp.GradScaler("cuda") if amp and device.type == "cuda" and not torch.cuda.is_bf16_supported() else None
+    )
     history, start, best_loss, bad_epochs = History(), 0, float("inf"), 0
     path = Path(checkpoint_path) if checkpoint_path else None
     loader_gen = getattr(train_loader, "generator", None)  # a DataLoader's shuffle generator
@@ -251,15 +286,24 @@ def fit(model: nn.Module, train_loader, test_loader, epochs: int, lr: float = 1e
                 train_loader.set_epoch(epoch)  # TensorLoader: the epoch's shuffle comes from (seed, epoch)
             t0 = time.perf_counter()
             lr_now = optimizer.param_groups[0]["lr"]
-            tr = train_one_epoch(step_model, train_loader, optimizer, criterion=criterion, amp=amp, scaler=scaler,
-                                 progress=progress, desc=f"{desc}epoch {epoch + 1}/{epochs}",
-                                 batch_scheduler=scheduler if per_batch else None)
+            tr = train_one_epoch(
+                step_model,
+                train_loader,
+                optimizer,
+                criterion=criterion,
+                amp=amp,
+                scaler=scaler,
+                progress=progress,
+                desc=f"{desc}epoch {epoch + 1}/{epochs}",
+                batch_scheduler=scheduler if per_batch else None,
+            )
             te = evaluate(step_model, test_loader, amp=amp) if test_loader is not None else tr
             if not per_batch:
                 scheduler.step()
-            for name, value in zip(("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"),
-                                   (epoch + 1, tr.loss, tr.accuracy, te.loss, te.accuracy, lr_now,
-                                    time.perf_counter() - t0)):
+            for name, value in zip(
+                ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"),
+                (epoch + 1, tr.loss, tr.accuracy, te.loss, te.accuracy, lr_now, time.perf_counter() - t0),
+            ):
                 getattr(history, name).append(value)
             if te.accuracy >= history.best_acc:
                 history.best_epoch = epoch + 1
@@ -268,16 +312,28 @@ def fit(model: nn.Module, train_loader, test_loader, epochs: int, lr: float = 1e
             bad_epochs = 0 if te.loss < best_loss else bad_epochs + 1
             best_loss = min(best_loss, te.loss)
             if log:
-                log(f"{desc}epoch {epoch + 1:>2}/{epochs}  train loss {tr.loss:.3f} acc {tr.accuracy:6.2%}  "
+                log(
+                    f"{desc}epoch {epoch + 1:>2}/{epochs}  train loss {tr.loss:.3f} acc {tr.accuracy:6.2%}  "
                     f"test loss {te.loss:.3f} acc {te.accuracy:6.2%}  lr {lr_now:.1e}  "
-                    f"{history.seconds[-1]:.1f}s")
+                    f"{history.seconds[-1]:.1f}s"
+                )
             if path:
-                checkpoint.atomic_save({
-                    "format": checkpoint.STATE_FORMAT, "version": checkpoint.VERSION, "epoch": epoch + 1,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": rng_state(), "history": asdict(history),
-                    "best_loss": best_loss, "bad_epochs": bad_epochs,
-                    **({"loader_rng": loader_gen.get_state()} if loader_gen is not None else {})}, path)
+                checkpoint.atomic_save(
+                    {
+                        "format": checkpoint.STATE_FORMAT,
+                        "version": checkpoint.VERSION,
+                        "epoch": epoch + 1,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng": rng_state(),
+                        "history": asdict(history),
+                        "best_loss": best_loss,
+                        "bad_epochs": bad_epochs,
+                        **({"loader_rng": loader_gen.get_state()} if loader_gen is not None else {}),
+                    },
+                    path,
+                )
             if patience is not None and bad_epochs >= patience:
                 history.stopped_early = True
                 if log:
@@ -286,7 +342,12 @@ def fit(model: nn.Module, train_loader, test_loader, epochs: int, lr: float = 1e
     except KeyboardInterrupt:
         history.interrupted = True
         if log:
-            where = (f"; the state after epoch {epoch} is in {path}, resume with resume=True (--resume)"
-                     if path and epoch > 0 and path.exists() else "; nothing was saved yet" if path else "")
+            where = (
+                f"; the state after epoch {epoch} is in {path}, resume with resume=True (--resume)"
+                if path and epoch > 0 and path.exists()
+                else "; nothing was saved yet"
+                if path
+                else ""
+            )
             log(f"interrupted during epoch {epoch + 1}{where}")
     return history

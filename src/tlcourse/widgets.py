@@ -7,8 +7,15 @@ from __future__ import annotations
 # --- augmentation explorer (notebook 02) ---
 
 
-def augment_preview(images, brightness: float = 1.0, contrast: float = 1.0, saturation: float = 1.0,
-                    padding: int = 0, flip: bool = False, seed: int = 0):
+def augment_preview(
+    images,
+    brightness: float = 1.0,
+    contrast: float = 1.0,
+    saturation: float = 1.0,
+    padding: int = 0,
+    flip: bool = False,
+    seed: int = 0,
+):
     """The seed's transforms with chosen (not random) strengths on a uint8 batch -> floats in [0, 1].
 
     Crop with ``padding`` (a random offset per image, fixed by ``seed``), optional mirror, then
@@ -44,14 +51,24 @@ def augmentation_explorer(images, labels=None, classes=None, ncols: int = 8, max
     from .data import CLASSES
 
     def slider(name: str) -> w.FloatSlider:
-        return w.FloatSlider(value=1.0, min=1 - max_jitter, max=1 + max_jitter, step=0.05, description=name,
-                             continuous_update=False, readout_format=".2f")
+        return w.FloatSlider(
+            value=1.0,
+            min=1 - max_jitter,
+            max=1 + max_jitter,
+            step=0.05,
+            description=name,
+            continuous_update=False,
+            readout_format=".2f",
+        )
 
-    controls = {"brightness": slider("brightness"), "contrast": slider("contrast"),
-                "saturation": slider("saturation"),
-                "padding": w.IntSlider(value=4, min=0, max=12, description="padding", continuous_update=False),
-                "flip": w.ToggleButton(value=False, description="mirror (flip)", icon="arrows-h"),
-                "seed": w.IntSlider(value=0, min=0, max=20, description="crop draw", continuous_update=False)}
+    controls = {
+        "brightness": slider("brightness"),
+        "contrast": slider("contrast"),
+        "saturation": slider("saturation"),
+        "padding": w.IntSlider(value=4, min=0, max=12, description="padding", continuous_update=False),
+        "flip": w.ToggleButton(value=False, description="mirror (flip)", icon="arrows-h"),
+        "seed": w.IntSlider(value=0, min=0, max=20, description="crop draw", continuous_update=False),
+    }
     out = w.Output()
 
     def redraw(**values) -> None:
@@ -60,16 +77,27 @@ def augmentation_explorer(images, labels=None, classes=None, ncols: int = 8, max
             x = augment_preview(images, **values)
             seed_like = all(abs(values[k] - 1) <= 0.2 for k in ("brightness", "contrast", "saturation"))
             note = "within" if seed_like and values["padding"] <= 4 else "beyond"
-            fig = plots.show_images(x, labels, classes or CLASSES, ncols=ncols,
-                                    title=f"b={values['brightness']:.2f} c={values['contrast']:.2f} "
-                                          f"s={values['saturation']:.2f} pad={values['padding']} "
-                                          f"flip={values['flip']} ({note} the seed's ranges)")
+            fig = plots.show_images(
+                x,
+                labels,
+                classes or CLASSES,
+                ncols=ncols,
+                title=f"b={values['brightness']:.2f} c={values['contrast']:.2f} "
+                f"s={values['saturation']:.2f} pad={values['padding']} "
+                f"flip={values['flip']} ({note} the seed's ranges)",
+            )
             display(fig)
             plt.close(fig)
 
     w.interactive_output(redraw, controls)
-    return w.VBox([w.HBox([controls["brightness"], controls["contrast"], controls["saturation"]]),
-                   w.HBox([controls["padding"], controls["seed"], controls["flip"]]), out])
+    return w.VBox(
+        [
+            w.HBox([controls["brightness"], controls["contrast"], controls["saturation"]]),
+            w.HBox([controls["padding"], controls["seed"], controls["flip"]]),
+            out,
+        ]
+    )
+
 
 # --- prediction explorer (notebook 05) ---
 
@@ -86,8 +114,9 @@ def upload_to_uint8(upload_value, size: int = 32):
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None]
 
 
-def explain_prediction(model, image_uint8, transform, classes=None, true=None, stage: str = "layer3",
-                       k: int = 5, title: str = "Prediction"):
+def explain_prediction(
+    model, image_uint8, transform, classes=None, true=None, stage: str = "layer3", k: int = 5, title: str = "Prediction"
+):
     """Top-k probabilities and a Grad-CAM overlay for one (1, 3, H, W) uint8 image; returns the figure.
 
     ``transform``: the test transform, e.g. ``data.BatchTransform(False, image_size, mean, std)``;
@@ -97,12 +126,20 @@ def explain_prediction(model, image_uint8, transform, classes=None, true=None, s
     from .data import CLASSES
 
     cams, probs = explain.grad_cam_and_probs(model, transform(image_uint8), stage=stage)
-    return plots.plot_explained_prediction(image_uint8[0], cams[0], probs[0], classes or CLASSES, true, k,
-                                           title=title, stage=stage)
+    return plots.plot_explained_prediction(
+        image_uint8[0], cams[0], probs[0], classes or CLASSES, true, k, title=title, stage=stage
+    )
 
 
-def prediction_explorer(model, test_images, transform, classes=None, stage: str = "layer3", k: int = 5,
-                        stages=("layer2", "layer3", "layer4")):
+def prediction_explorer(
+    model,
+    test_images,
+    transform,
+    classes=None,
+    stage: str = "layer3",
+    k: int = 5,
+    stages=("layer2", "layer3", "layer4"),
+):
     """Pick a test image by index (or upload a photo): top-k probability bars and a Grad-CAM overlay.
 
     ``test_images``: an ``ImageArrays`` (``data.load_datasets(cfg)[1]``); ``transform`` as in
@@ -126,14 +163,15 @@ def prediction_explorer(model, test_images, transform, classes=None, stage: str 
     def draw(_=None):
         with out:
             out.clear_output(wait=True)
-            fig = explain_prediction(model, shown["image"], transform, classes, shown["true"],
-                                     stage_box.value, k, shown["title"])
+            fig = explain_prediction(
+                model, shown["image"], transform, classes, shown["true"], stage_box.value, k, shown["title"]
+            )
             display(fig)
             plt.close(fig)  # shown once, inside the widget, not again below the cell
 
     def show_index(_=None):
         i = int(index.value)
-        shown.update(image=test_images.images[i: i + 1], true=int(test_images.labels[i]), title=f"test image {i}")
+        shown.update(image=test_images.images[i : i + 1], true=int(test_images.labels[i]), title=f"test image {i}")
         status.value = ""
         draw()
 
@@ -141,8 +179,9 @@ def prediction_explorer(model, test_images, transform, classes=None, stage: str 
         if not upload.value:
             return
         try:
-            shown.update(image=upload_to_uint8(upload.value, test_images.images.shape[-1]), true=None,
-                         title="uploaded image")
+            shown.update(
+                image=upload_to_uint8(upload.value, test_images.images.shape[-1]), true=None, title="uploaded image"
+            )
         except ImageError as e:
             status.value = f"<span style='color:#b00'>{e}</span>"
             return
@@ -164,8 +203,11 @@ def quiz_feedback(question, choice: int) -> str:
     import html
 
     ok = question.check(choice)
-    head = ("<b style='color:#1a7f37'>Correct.</b>" if ok else
-            f"<b style='color:#b00'>Not quite</b> - the answer is: {html.escape(question.choices[question.answer])}.")
+    head = (
+        "<b style='color:#1a7f37'>Correct.</b>"
+        if ok
+        else f"<b style='color:#b00'>Not quite</b> - the answer is: {html.escape(question.choices[question.answer])}."
+    )
     return f"{head} {html.escape(question.explanation)} <i>(Shown in {html.escape(question.where)}.)</i>"
 
 
@@ -190,8 +232,9 @@ def quiz(questions=None):
 
     rows = []
     for n, q in enumerate(questions):
-        radio = w.RadioButtons(options=[(c, i) for i, c in enumerate(q.choices)], value=None,
-                               layout=w.Layout(width="max-content"))
+        radio = w.RadioButtons(
+            options=[(c, i) for i, c in enumerate(q.choices)], value=None, layout=w.Layout(width="max-content")
+        )
         feedback = w.HTML()
 
         def on_change(change, q=q, n=n, feedback=feedback):
@@ -205,4 +248,3 @@ def quiz(questions=None):
         rows.append(w.VBox([w.HTML(f"<b>{n + 1}. {html.escape(q.question)}</b>"), radio, feedback]))
     update_score()
     return w.VBox([score, *rows])
-
