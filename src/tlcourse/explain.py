@@ -87,15 +87,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, stage: str = "layer
 @torch.no_grad()
 def feature_map_sizes(model: nn.Module, image_size: int) -> dict[str, tuple[int, int]]:
     """Stage -> (H, W) of its output for a square input: how sharp a CAM from that stage can be."""
-    device = next(model.parameters()).device
-    x = torch.zeros(1, 3, image_size, image_size, device=device)
-    sizes = {}
-    was_training = model.training
-    model.eval()
-    for name, mod in models.stage_modules(model).items():
-        if name == "fc":
-            break
-        x = mod(x)
-        sizes[name] = (int(x.shape[-2]), int(x.shape[-1]))
-    model.train(was_training)
-    return sizes
+    from .probe import stage_shapes
+
+    shapes = stage_shapes(model, image_size)
+    return {name: (int(shapes[name][-2]), int(shapes[name][-1])) for name in models.STAGES[:-1]}

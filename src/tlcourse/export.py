@@ -261,30 +261,14 @@ def export_onnx(
     model, meta, eager, x, path = _prepare(model, meta, example, path)
     try:
         with _quiet(), contextlib.redirect_stdout(io.StringIO()):
+            common = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamo=dynamo)
             if dynamo:
                 dim = torch.export.Dim.DYNAMIC
-                torch.onnx.export(
-                    eager,
-                    (x,),
-                    str(path),
-                    input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
-                    dynamo=True,
-                    external_data=False,
-                    verbose=False,
-                    dynamic_shapes={"x": {0: dim, 2: dim, 3: dim}},
-                )
+                extra = dict(external_data=False, verbose=False, dynamic_shapes={"x": {0: dim, 2: dim, 3: dim}})
             else:
-                torch.onnx.export(
-                    eager,
-                    (x,),
-                    str(path),
-                    input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
-                    dynamo=False,
-                    opset_version=opset,
-                    dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch"}},
-                )
+                axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch"}}
+                extra = dict(opset_version=opset, dynamic_axes=axes)
+            torch.onnx.export(eager, (x,), str(path), **common, **extra)
     except Exception as e:
         raise ExportError(
             f"ONNX export of {meta.backbone} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
