@@ -1,52 +1,58 @@
-"""Shared by the benchmark scripts: the environment line and writing a result table as markdown."""
+"""Shared by the benchmark scripts: a fresh feature cache, the environment line, and result tables.
+
+Importing it changes nothing; a script runs its work inside ``with fresh_feature_cache():``.
+"""
 
 from __future__ import annotations
 
-import datetime
+import contextlib
+import itertools
 import os
-import platform
+import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-
-from tlcourse import config
+from tlcourse import config, formats, runtime
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def fresh_feature_cache() -> Path:
-    """Point TLCOURSE_CACHE_DIR at an empty folder that shares only the decoded images.
+@contextlib.contextmanager
+def fresh_feature_cache() -> Iterator[Path]:
+    """Point TLCOURSE_CACHE_DIR at an empty folder that shares only the decoded images, for the ``with`` block.
 
-    Every benchmark then computes its features as a learner's first run does, instead of timing a
-    read of features cached by an earlier run.
+    Features are then computed as a learner's first run does, instead of timing a read of features cached
+    by an earlier run. Afterwards the folder is deleted and TLCOURSE_CACHE_DIR is restored.
     """
     arrays = config.default_cache_dir() / "arrays"
     arrays.mkdir(parents=True, exist_ok=True)  # decoded once, then shared by every run
-    cache = Path(tempfile.mkdtemp(prefix="tlcourse-bench-"))
-    (cache / "arrays").symlink_to(arrays.resolve())
-    os.environ["TLCOURSE_CACHE_DIR"] = str(cache)
-    return cache
-
-
-fresh_feature_cache()  # on import: every benchmark script starts from an empty feature cache
+    before = os.environ.get("TLCOURSE_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="tlcourse-bench-") as tmp:
+        cache = Path(tmp)
+        (cache / "arrays").symlink_to(arrays.resolve())  # removed as a link: the shared arrays stay
+        os.environ["TLCOURSE_CACHE_DIR"] = tmp
+        try:
+            yield cache
+        finally:
+            if before is None:
+                os.environ.pop("TLCOURSE_CACHE_DIR", None)
+            else:
+                os.environ["TLCOURSE_CACHE_DIR"] = before
 
 
 def environment() -> str:
     """Machine, library versions, threads and date, for the header of every result table."""
-    if torch.cuda.is_available():
-        device = f"GPU {torch.cuda.get_device_name(0)}"
-    else:
-        device = f"CPU only ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    m = runtime.describe_machine()
     return (
-        f"{device}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"Python {platform.python_version()}; {datetime.date.today().isoformat()}"
+        f"{m['cpu']} ({m['cores']} cores), GPU: {m['gpu']}; torch {m['torch']}, {m['torch threads']} threads; "
+        f"Python {m['python']}; {m['date']}"
     )
 
 
 def write_table(name: str, title: str, rows: list[dict], notes: list[str]) -> Path:
     """Print the table and write ``results/<name>.md`` (title, environment, notes, table)."""
-    table = to_markdown(rows)
+    table = formats.markdown_table(rows)
     text = "\n".join(
         [f"### {title}", "", f"Measured on: {environment()}", "", *[f"- {n}" for n in notes], "", table, ""]
     )
@@ -57,10 +63,12 @@ def write_table(name: str, title: str, rows: list[dict], notes: list[str]) -> Pa
     return path
 
 
-def to_markdown(rows: list[dict]) -> str:
-    """A GitHub markdown table; floats get 3 significant digits unless already formatted."""
-    cols = list(rows[0])
-    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
+def read_table(path: Path) -> list[dict[str, str]]:
+    """The rows of the first markdown table in ``path`` (as :func:`write_table` writes it), header -> cell."""
+    lines = (ln.strip() for ln in path.read_text().splitlines())
+    table = itertools.takewhile(
+        lambda ln: ln.startswith("|"), itertools.dropwhile(lambda ln: not ln.startswith("|"), lines)
+    )
+    # split on "|" but not on an escaped "\|" inside a cell
+    block = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", ln[1:-1])] for ln in table]
+    return [dict(zip(block[0], cells)) for cells in block[2:]]  # block[1] is the |---| line

@@ -12,9 +12,9 @@ import argparse
 import time
 
 import torch
-from common import write_table
+from common import fresh_feature_cache, write_table
 
-from tlcourse import config, data
+from tlcourse import config, loaders
 
 
 def images_per_second(loader, batches: int) -> float:
@@ -36,14 +36,17 @@ def main() -> None:
     rows = []
     base = None
     for label, make in [
-        ("seed: DataLoader, JPEG files + PIL transforms, num_workers=0", lambda: data.make_torch_loaders(cfg)[0]),
+        ("seed: DataLoader, JPEG files + PIL transforms, num_workers=0", lambda: loaders.make_torch_loaders(cfg)[0]),
         (
             "seed: DataLoader, JPEG files + PIL transforms, num_workers=2",
-            lambda: data.make_torch_loaders(cfg.replace(num_workers=2))[0],
+            lambda: loaders.make_torch_loaders(cfg.replace(num_workers=2))[0],
         ),
-        ("in-memory uint8 + batched augmentation, 32 px", lambda: data.make_loaders(cfg)[0]),
-        ("in-memory uint8 + batched augmentation, 64 px", lambda: data.make_loaders(cfg.replace(image_size=64))[0]),
-        ("in-memory uint8 + batched augmentation, 128 px", lambda: data.make_loaders(cfg.replace(image_size=128))[0]),
+        ("in-memory uint8 + batched augmentation, 32 px", lambda: loaders.make_loaders(cfg)[0]),
+        ("in-memory uint8 + batched augmentation, 64 px", lambda: loaders.make_loaders(cfg.replace(image_size=64))[0]),
+        (
+            "in-memory uint8 + batched augmentation, 128 px",
+            lambda: loaders.make_loaders(cfg.replace(image_size=128))[0],
+        ),
     ]:
         rate = images_per_second(make(), a.batches)
         base = base or rate
@@ -63,4 +66,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     torch.manual_seed(0)
-    main()
+    with fresh_feature_cache():
+        main()

@@ -17,22 +17,21 @@ from pathlib import Path
 
 import torch
 
-from tlcourse import config, data, export, features, models, runtime
+from tlcourse import augment, config, data, features, formats, loaders, models, quantize, runtime, train
 from tlcourse.checkpoint import ModelMeta
 from tlcourse.classifier import ImageClassifier
 from tlcourse.errors import TLCourseError
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED_CLAIM_MS = 10.0  # the seed: "~10 ms per image on CPU"
+CLAIMED_CPU_MS = 10.0  # the seed document's claim: "~10 ms per image on CPU"
 
 
 def trained_model(cfg: config.Config, head_epochs: int) -> tuple[torch.nn.Module, ModelMeta, str]:
     """The pretrained backbone with a head trained on cached features of the profile's training images."""
-    train_loader, test_loader = data.make_loaders(cfg, augment=False)
+    train_loader, test_loader = loaders.make_loaders(cfg, augment=False)
     model = models.build_model(cfg.backbone, pretrained=True)
-    hist = features.fit_cached(
-        model, "fc", train_loader, test_loader, head_epochs, cfg.lr_head, cfg, progress=False, log=None
-    )
+    quiet = train.FitOptions(progress=False, log=None)
+    hist = features.fit_cached(model, "fc", train_loader, test_loader, head_epochs, cfg.lr_head, cfg, options=quiet)
     meta = ModelMeta(cfg.backbone, data.CLASSES, cfg.image_size, *models.normalization(cfg.backbone))
     n = "all" if cfg.train_size is None else f"{cfg.train_size:,}"
     return (
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.get_config(a.profile, backbone=a.backbone, device="cpu", image_size=a.image_size)
     runtime.seed_everything(cfg.seed)
     t0 = time.perf_counter()
-    info = export.machine_description()  # before the run: the load average is other programs' load
+    info = runtime.describe_machine()  # before the run: the load average is other programs' load
     if a.checkpoint:
         clf = ImageClassifier.from_checkpoint(a.checkpoint, device="cpu")
         model, meta, origin = clf.model, clf.meta, f"checkpoint {a.checkpoint}"
@@ -72,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model, meta, origin = trained_model(cfg, a.head_epochs)
     _, test = data.load_datasets(cfg)
-    tf = data.BatchTransform(False, meta.image_size, meta.mean, meta.std)
+    tf = augment.BatchTransform(False, meta.image_size, meta.mean, meta.std)
     test_x, test_y = tf(test.images.clone()), test.labels
-    calib = export.calibration_images(cfg, meta, a.calibration)
+    calib = quantize.calibration_images(cfg, meta, a.calibration)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = export.compare_formats(
+        rows = formats.compare_formats(
             model, meta, test_x, test_y, calib, tmp, a.sizes, a.warmup, a.repeats, progress=False
         )
     eager = rows[0].latency
@@ -100,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{meta.image_size} px)",
         f"- Static INT8: {a.calibration} class-balanced training images for calibration",
         "",
-        export.to_markdown(rows),
+        formats.to_markdown(rows),
         "",
-        f"INT8 support ({meta.backbone}): {export.INT8_SUPPORT.get(meta.backbone, 'not recorded')}",
+        f"INT8 support ({meta.backbone}): {quantize.INT8_SUPPORT.get(meta.backbone, 'not recorded')}",
         "",
-        f'Claim check, the seed\'s "~{SEED_CLAIM_MS:.0f} ms per image on CPU": fp32 eager here: {claim}.',
+        f'Claim check, the seed\'s "~{CLAIMED_CPU_MS:.0f} ms per image on CPU": fp32 eager here: {claim}.',
         "",
         f"Total time {time.perf_counter() - t0:.0f} s. Command: `python benchmarks/deployment.py "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip(),

@@ -1,8 +1,8 @@
 """The seed's two phases on the full data set, as `python -m tlcourse train` runs them, timed per phase.
 
-    python benchmarks/full_phases.py [--profile full] [--epochs 10] [--finetune-epochs 10] [--seed-loop]
+    python benchmarks/full_phases.py [--profile full] [--epochs 10] [--finetune-epochs 10] [--uncached]
 
-Phase 1 trains only the new head (by default on features computed once; --seed-loop runs augmented
+Phase 1 trains only the new head (by default on features computed once; --uncached runs augmented
 images through the whole network every epoch, as the seed did); Phase 2 unfreezes layer4 and trains
 end to end with the seed's augmentation, Adam 1e-4, StepLR(10, 0.1).
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import write_table
+from common import fresh_feature_cache, write_table
 
-from tlcourse import config, data, runtime
+from tlcourse import config, loaders, runtime
 from tlcourse.classifier import ImageClassifier
 
 
@@ -24,17 +24,17 @@ def main() -> None:
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--finetune-epochs", type=int, default=10)
-    p.add_argument("--seed-loop", action="store_true")
+    p.add_argument("--uncached", action="store_true")
     a = p.parse_args()
     cfg = config.get_config(a.profile, backbone=a.backbone, device=config.pick_device())
     runtime.seed_everything(cfg.seed)
     t0 = time.perf_counter()
-    train_loader, test_loader = data.make_loaders(cfg)
+    train_loader, test_loader = loaders.make_loaders(cfg)
     clf = ImageClassifier(cfg.backbone, 10, image_size=cfg.image_size, device=cfg.device)
     setup = time.perf_counter() - t0
     rows = []
     for phase, epochs, lr, cache in (
-        ("head", a.epochs, cfg.lr_head, not a.seed_loop),
+        ("head", a.epochs, cfg.lr_head, not a.uncached),
         ("layer4", a.finetune_epochs, cfg.lr_finetune, False),
     ):
         t = time.perf_counter()
@@ -58,12 +58,14 @@ def main() -> None:
         f"The seed's two phases, profile {cfg.profile}",
         rows,
         [
-            f"Backbone {cfg.backbone} (ImageNet weights), {cfg.image_size} px, CIFAR-10 (JPEG copy), {n} train/test images, "
+            f"Backbone {cfg.backbone} (ImageNet weights), {cfg.image_size} px, CIFAR-10 (JPEG copy), "
+            f"{n} train/test images, "
             f"batch {cfg.batch_size}, device {cfg.device}; data set-up {setup:.0f} s (decoded arrays cached).",
-            "Command: python benchmarks/full_phases.py" + (" --seed-loop" if a.seed_loop else ""),
+            "Command: python benchmarks/full_phases.py" + (" --uncached" if a.uncached else ""),
         ],
     )
 
 
 if __name__ == "__main__":
-    main()
+    with fresh_feature_cache():
+        main()

@@ -6,7 +6,7 @@ Rows per input size, each a full training step of every layer (forward, loss, ba
 - seed loop: a PIL DataLoader (the seed's transforms, 8 workers), float32, NCHW, batches copied
   from host memory every step;
 - data on the GPU: the uint8 images held on the device and augmented there in batches
-  (data.BatchTransform), float32, NCHW;
+  (augment.BatchTransform), float32, NCHW;
 - + channels_last; + bf16 autocast (train.train_one_epoch's default on CUDA); + torch.compile.
 Images are random uint8 arrays the size of CIFAR-10 images: throughput does not depend on what
 they show, and the GPU machine has no copy of the data set. Needs CUDA; exits with a message otherwise.
@@ -20,9 +20,9 @@ import sys
 import time
 
 import torch
-from common import write_table
+from common import fresh_feature_cache, write_table
 
-from tlcourse import data, models, train
+from tlcourse import augment, data, devices, loaders, models
 
 
 def steps_per_second(model, loader, steps: int, amp: bool, channels_last: bool, device: torch.device) -> float:
@@ -37,7 +37,7 @@ def steps_per_second(model, loader, steps: int, amp: bool, channels_last: bool, 
         x = x.to(device, non_blocking=True).contiguous(memory_format=fmt)
         y = y.to(device, non_blocking=True)
         opt.zero_grad(set_to_none=True)
-        with train._autocast(device, amp):
+        with devices.autocast(device, amp):
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
         loss.backward()
         opt.step()
@@ -80,11 +80,11 @@ def main() -> None:
     base = models.build_model(a.backbone, pretrained=False)
     rows = []
     for size in a.sizes:
-        seed_ds = data.ArrayDataset(
-            data.ImageArrays(images, labels, data.CLASSES), data.seed_transform(True, size, mean, std)
+        pil_ds = loaders.ArrayDataset(
+            data.ImageArrays(images, labels, data.CLASSES), augment.reference_transform(True, size, mean, std)
         )
-        seed_loader = torch.utils.data.DataLoader(
-            seed_ds,
+        pil_loader = torch.utils.data.DataLoader(
+            pil_ds,
             a.batch,
             shuffle=True,
             num_workers=a.workers,
@@ -92,17 +92,17 @@ def main() -> None:
             persistent_workers=True,
             drop_last=True,
         )
-        gpu_loader = data.TensorLoader(
+        gpu_loader = loaders.TensorLoader(
             images,
             labels,
             a.batch,
             shuffle=True,
             drop_last=True,
             device=device,
-            transform=data.BatchTransform(True, size, mean, std),
+            transform=augment.BatchTransform(True, size, mean, std),
         )
         configs = [
-            ("seed loop: PIL DataLoader, fp32, NCHW", endless(seed_loader), False, False, False),
+            ("seed loop: PIL DataLoader, fp32, NCHW", endless(pil_loader), False, False, False),
             ("data on the GPU, fp32, NCHW", endless(gpu_loader), False, False, False),
             ("+ channels_last", endless(gpu_loader), False, True, False),
             ("+ bf16 autocast", endless(gpu_loader), True, True, False),
@@ -118,7 +118,7 @@ def main() -> None:
                 {"input px": size, "path": label, "img/s": round(rate), "vs seed loop": f"{rate / baseline:.1f}x"}
             )
             print(rows[-1], flush=True)
-        del seed_loader
+        del pil_loader
     write_table(
         "gpu_path",
         "Training throughput on a GPU: the seed's loop vs the course's GPU path",
@@ -127,10 +127,12 @@ def main() -> None:
             f"Backbone {a.backbone} (all layers training; weights do not change the speed), batch {a.batch}, "
             f"{a.steps} timed steps after 5 warm-up steps; seed loop with {a.workers} DataLoader workers.",
             "Inputs: random uint8 images of CIFAR-10's size (32 px), upsampled to the input size by the transforms.",
-            f"Command: python benchmarks/gpu_path.py --sizes {' '.join(map(str, a.sizes))} --batch {a.batch} --steps {a.steps}",
+            f"Command: python benchmarks/gpu_path.py --sizes {' '.join(map(str, a.sizes))} "
+            f"--batch {a.batch} --steps {a.steps}",
         ],
     )
 
 
 if __name__ == "__main__":
-    main()
+    with fresh_feature_cache():
+        main()

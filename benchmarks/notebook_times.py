@@ -10,33 +10,28 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
 import nbformat
-from common import RESULTS, write_table
+from common import RESULTS, fresh_feature_cache, read_table, write_table
 from nbclient import NotebookClient
 
 from tlcourse import config
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-SHARED_CACHE = config.default_cache_dir()
 
 
 def execute(path: Path, profile: str, timeout: int, keep: Path | None = None) -> tuple[float, str]:
     """Run ``path`` with ``TLCOURSE_PROFILE=profile``; (seconds, "ok" or the error's first line)."""
     nb = nbformat.read(path, as_version=4)
     os.environ["TLCOURSE_PROFILE"] = profile
-    # A first run: decoded images come from the shared cache, features are computed afresh.
-    cache = Path(tempfile.mkdtemp(prefix="tlcourse-times-"))
-    (cache / "arrays").symlink_to(SHARED_CACHE / "arrays")
-    os.environ["TLCOURSE_CACHE_DIR"] = str(cache)
     t0 = time.perf_counter()
     try:
-        NotebookClient(
-            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
-        ).execute()
+        with fresh_feature_cache():  # a first run: decoded images shared, features computed afresh
+            NotebookClient(
+                nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+            ).execute()
         status = "ok"
     except Exception as e:  # the table reports it; the run goes on with the next notebook
         status = "FAILED: " + re.sub(r"\x1b\[[0-9;]*m", "", str(e).strip().splitlines()[-1])[:80]
@@ -49,11 +44,7 @@ def execute(path: Path, profile: str, timeout: int, keep: Path | None = None) ->
 def read_rows() -> list[dict]:
     """The rows of the last results/notebook_times.md, if any."""
     path = RESULTS / "notebook_times.md"
-    if not path.exists():
-        return []
-    lines = [ln.strip().strip("|").split("|") for ln in path.read_text().splitlines() if ln.startswith("|")]
-    cols = [c.strip() for c in lines[0]]
-    return [dict(zip(cols, (v.strip() for v in ln))) for ln in lines[2:]]
+    return read_table(path) if path.exists() else []
 
 
 def main() -> None:
@@ -79,7 +70,7 @@ def main() -> None:
         done = {r["notebook"] for r in rows}
         rows += [r for r in read_rows() if r["notebook"] not in done and list(r) == list(rows[0])]
     rows.sort(key=lambda r: r["notebook"])
-    backbone = os.environ.get("TLCOURSE_BACKBONE", "resnet18")
+    backbone = os.environ.get("TLCOURSE_BACKBONE") or config.DEFAULT_BACKBONE
     write_table(
         "notebook_times",
         "Time to run each notebook top to bottom",
@@ -87,8 +78,7 @@ def main() -> None:
         [
             f"Backbone {backbone}, CIFAR-10 (JPEG copy); each run starts with the decoded images cached "
             "(a one-time 16 s) and no cached features, as a learner's first run does.",
-            "Command: TLCOURSE_BACKBONE=efficientnet_lite0 python benchmarks/notebook_times.py --profiles "
-            + " ".join(a.profiles),
+            "Command: python benchmarks/notebook_times.py --profiles " + " ".join(a.profiles),
         ],
     )
 

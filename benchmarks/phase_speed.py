@@ -16,9 +16,9 @@ import argparse
 import copy
 import time
 
-from common import write_table
+from common import fresh_feature_cache, write_table
 
-from tlcourse import config, data, features, models, runtime, train
+from tlcourse import config, features, loaders, models, runtime, train
 
 
 def run(label: str, fn) -> dict:
@@ -72,18 +72,19 @@ def main() -> None:
     cfg = config.get_config(a.profile, backbone="efficientnet_lite0", device="cpu")
     runtime.seed_everything(0)
     start = models.build_model(cfg.backbone)
-    seed_train, seed_test = data.make_torch_loaders(cfg)
-    fast_train, fast_test = data.make_loaders(cfg)
-    quiet = dict(progress=False, log=print)
+    seed_train, seed_test = loaders.make_torch_loaders(cfg)
+    fast_train, fast_test = loaders.make_loaders(cfg)
     rows: list[dict] = []
 
     def seed_phase(model, stage, lr, epochs):
         models.freeze_until(model, stage)
-        return lambda t0: train.fit(model, seed_train, seed_test, epochs, lr=lr, desc="seed ", **quiet)
+        return lambda t0: train.fit(
+            model, seed_train, seed_test, epochs, lr, options=train.FitOptions(progress=False, desc="seed ")
+        )
 
     def ours_phase(model, stage, lr, epochs):
         return lambda t0: features.fit_cached(
-            model, stage, fast_train, fast_test, epochs, lr, cfg, desc="ours ", **quiet
+            model, stage, fast_train, fast_test, epochs, lr, cfg, options=train.FitOptions(progress=False, desc="ours ")
         )
 
     p1_seed_model, p1_ours_model = copy.deepcopy(start), copy.deepcopy(start)
@@ -107,8 +108,9 @@ def main() -> None:
         "Time-to-accuracy: course paths vs the seed's loop",
         rows,
         [
-            f"Backbone efficientnet_lite0 (ImageNet weights), 32 px, CIFAR-10 (JPEG copy), {n_train} train / {n_test} test "
-            f"(profile {cfg.profile}), batch 128, Adam + StepLR(10, 0.1); seconds include data set-up and feature extraction.",
+            f"Backbone efficientnet_lite0 (ImageNet weights), 32 px, CIFAR-10 (JPEG copy), {n_train} train / "
+            f"{n_test} test (profile {cfg.profile}), batch 128, Adam + StepLR(10, 0.1); seconds include data set-up "
+            "and feature extraction.",
             "The cached paths see each training image without augmentation; the seed loop augments every epoch.",
             "Target = the seed loop's final test accuracy minus 0.5 points; speed-up = the seed loop's seconds to the "
             "target / the cached path's.",
@@ -119,4 +121,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with fresh_feature_cache():
+        main()

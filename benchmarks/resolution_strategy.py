@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import write_table
+from common import fresh_feature_cache, write_table
 
 from tlcourse import config, finetune, runtime
 
@@ -64,17 +64,20 @@ def main() -> None:
         "Accuracy and time: input resolution x strategy",
         rows,
         [
-            f"Backbone {a.backbone} (ImageNet weights unless 'random init'), CIFAR-10 (JPEG copy) upsampled from 32 px, "
-            f"{a.train_size:,} train / {a.test_size:,} test images, {a.head_epochs} head epochs (pretrained rows) then "
-            f"{a.epochs} epochs each, no augmentation, Adam (1e-3 head-only and random init, 1e-4 layer4 and all layers, "
-            f"{a.full_lr:g} in the extra all-layers row); 'total s' includes computing cached features and the head epochs.",
+            f"Backbone {a.backbone} (ImageNet weights unless 'random init'), CIFAR-10 (JPEG copy) upsampled from "
+            f"32 px, {a.train_size:,} train / {a.test_size:,} test images, {a.head_epochs} head epochs (pretrained "
+            f"rows) then {a.epochs} epochs each, no augmentation, Adam (1e-3 head-only and random init, 1e-4 layer4 "
+            f"and all layers, {a.full_lr:g} in the extra all-layers row); 'total s' includes computing cached "
+            "features and the head epochs.",
             "Command: python benchmarks/resolution_strategy.py --sizes "
             + " ".join(map(str, a.sizes))
-            + f" --train-size {a.train_size} --test-size {a.test_size} --epochs {a.epochs} --head-epochs {a.head_epochs}"
+            + f" --train-size {a.train_size} --test-size {a.test_size}"
+            + f" --epochs {a.epochs} --head-epochs {a.head_epochs}"
             + f" --full-lr {a.full_lr:g}",
         ],
     )
 
 
 if __name__ == "__main__":
-    main()
+    with fresh_feature_cache():
+        main()

@@ -13,7 +13,7 @@ import argparse
 import time
 
 import torch
-from common import write_table
+from common import fresh_feature_cache, write_table
 
 from tlcourse import models
 
@@ -91,12 +91,13 @@ def main() -> None:
         "Throughput by kind of work, input size and memory format",
         rows,
         [
-            f"Backbone {a.backbone}, batch {a.batch}, random inputs (speed does not depend on the pixels); best of 2-3 timed "
-            "repeats after a warm-up.",
+            f"Backbone {a.backbone}, batch {a.batch}, random inputs (speed does not depend on the pixels); "
+            "best of 2-3 timed repeats after a warm-up.",
             "Command: python benchmarks/throughput.py --sizes " + " ".join(map(str, a.sizes)),
         ],
     )
 
 
 if __name__ == "__main__":
-    main()
+    with fresh_feature_cache():
+        main()

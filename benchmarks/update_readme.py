@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from common import RESULTS, read_table
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
 SECTIONS = {  # README marker -> result files, in order
     "notebook-times": ["notebook_times"],
+    "engines": ["engines"],
     "results": [
         "full_phases",
         "recipe",
@@ -22,7 +24,9 @@ SECTIONS = {  # README marker -> result files, in order
         "resolution_strategy",
         "gpu_path",
         "deployment",
+        "serve_load",
     ],
+    "scaling": ["scaling"],
 }
 
 
@@ -30,7 +34,7 @@ def splice(text: str, marker: str, body: str) -> str:
     """Replace what follows ``<!-- marker -->`` up to the next heading (or marker) with ``body``."""
     pattern = re.compile(rf"(<!-- {marker} -->\n)(.*?)(?=\n## |\n<!-- |\Z)", re.S)
     if not pattern.search(text):
-        raise SystemExit(f"README.md has no <!-- {marker} --> marker")
+        raise SystemExit(f"README has no <!-- {marker} --> marker: add it where the {marker} tables belong")
     return pattern.sub(lambda m: m.group(1) + body, text, count=1)
 
 
@@ -40,12 +44,7 @@ PROFILE_ROWS = {"smoke": "smoke (500 / 200 images)", "quick": "quick (10,000 / 2
 def notebook_times() -> dict[str, dict[str, str]]:
     """notebook stem -> {"smoke (CPU)": "0.3 min", ...} from results/notebook_times.md."""
     path = RESULTS / "notebook_times.md"
-    if not path.exists():
-        return {}
-    rows = [ln.strip().strip("|").split("|") for ln in path.read_text().splitlines() if ln.startswith("| 0")]
-    head = next(ln for ln in path.read_text().splitlines() if ln.startswith("| notebook"))
-    cols = [c.strip() for c in head.strip().strip("|").split("|")]
-    return {r[0].strip(): {c: v.strip() for c, v in zip(cols, r)} for r in rows}
+    return {r["notebook"]: r for r in read_table(path)} if path.exists() else {}
 
 
 def timing_table(times: dict[str, str], date: str) -> str:
@@ -87,15 +86,19 @@ def update_notebooks() -> None:
             print(f"updated {path.name}")
 
 
-def main() -> None:
-    readme = ROOT / "README.md"
+def update_readme(readme: Path, results: Path = RESULTS) -> None:
+    """Splice each section's result files from ``results`` into ``readme`` between its markers."""
     text = readme.read_text()
     for marker, names in SECTIONS.items():
-        parts = [(RESULTS / f"{n}.md").read_text().strip() for n in names if (RESULTS / f"{n}.md").exists()]
+        parts = [(results / f"{n}.md").read_text().strip() for n in names if (results / f"{n}.md").exists()]
         body = "\n\n".join(parts) + "\n" if parts else "_not measured yet_\n"
         text = splice(text, marker, "\n" + body)
     readme.write_text(text)
     print(f"updated {readme}")
+
+
+def main() -> None:
+    update_readme(ROOT / "README.md")
     update_notebooks()
 
 

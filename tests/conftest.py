@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tlcourse import config, data
+from tlcourse import config, data, export, features, loaders, models, quantize, train
+from tlcourse.checkpoint import ModelMeta
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,31 @@ def cfg() -> config.Config:
     return c
 
 
+@pytest.fixture(scope="module")
+def trained_lite0(cfg, one_thread):
+    """EfficientNet-Lite0 (ImageNet) with a head trained on cached features of the smoke subset:
+    (model, meta, test images, test labels, test logits, 128 calibration images)."""
+    cfg = cfg.replace(backbone="efficientnet_lite0")
+    train_loader, test_loader = loaders.make_loaders(cfg, augment=False)
+    model = models.build_model(cfg.backbone, pretrained=True)
+    quiet = train.FitOptions(progress=False, log=None)
+    features.fit_cached(model, "fc", train_loader, test_loader, epochs=10, lr=1e-3, cfg=cfg, options=quiet)
+    model.eval()
+    meta = ModelMeta(cfg.backbone, data.CLASSES, cfg.image_size, *models.normalization(cfg.backbone))
+    x = torch.cat([xb for xb, _ in test_loader])
+    y = torch.cat([yb for _, yb in test_loader])
+    with torch.no_grad():
+        ref = model(x)
+    return model, meta, x, y, ref, quantize.calibration_images(cfg, meta, 128)
+
+
+@pytest.fixture(scope="module")
+def onnx_lite0(trained_lite0, tmp_path_factory) -> export.ExportResult:
+    """``trained_lite0``'s model exported to ONNX."""
+    model, meta, *_ = trained_lite0
+    return export.export_onnx(model, tmp_path_factory.mktemp("onnx") / "m.onnx", meta)
+
+
 def write_folder(root: Path, classes=("cat", "dog", "frog"), per_class: int = 4, size: int = 32, seed: int = 0) -> Path:
     """A tiny ImageFolder dataset ``root/{train,test}/<class>/*.png`` of random images."""
     rng = np.random.default_rng(seed)
@@ -49,3 +75,14 @@ def write_folder(root: Path, classes=("cat", "dog", "frog"), per_class: int = 4,
 @pytest.fixture
 def tiny_folder(tmp_path: Path) -> Path:
     return write_folder(tmp_path / "tiny")
+
+
+@pytest.fixture
+def displayed(monkeypatch) -> list:
+    """What the widgets pass to ``IPython.display.display``, in order (figures, mostly)."""
+    pytest.importorskip("ipywidgets")
+    import IPython.display
+
+    shown: list = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    return shown

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tlcourse import checkpoint, models, train
+from tlcourse import checkpoint, loaders, models, train, training_state
 from tlcourse.__main__ import main
 from tlcourse.checkpoint import ModelMeta
 from tlcourse.classifier import ImageClassifier
@@ -68,20 +68,23 @@ def test_disk_full_is_a_clear_error(tmp_path, monkeypatch):
     before = path.read_bytes()
     monkeypatch.setattr(torch, "save", _crashing_save(OSError(errno.ENOSPC, "No space left on device")))
     with pytest.raises(CheckpointError) as e:
-        checkpoint.atomic_save({"format": "x"}, path)
-    assert str(e.value) == f"{path}: saving failed (No space left on device); the previous file is unchanged"
+        checkpoint.atomic_save({"format": "x", "v": torch.ones(500_000)}, path)  # 2 MB of float32
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: no space left on {tmp_path} (needs about 2.0 MB, ") and "\n" not in msg
+    assert msg.endswith("MB free); free some space or save elsewhere; the previous file is unchanged")
     assert path.read_bytes() == before and _leftovers(tmp_path) == []
 
 
 def test_fit_interrupted_while_saving_keeps_the_last_state(tmp_path, monkeypatch):
     x, y = torch.randn(16, 3, 8, 8), torch.arange(16) % 2
-    loader = __import__("tlcourse.data", fromlist=["TensorLoader"]).TensorLoader(x, y, 8, shuffle=True)
+    loader = loaders.TensorLoader(x, y, 8, shuffle=True)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
     state = tmp_path / "run.state.pt"
-    train.fit(net, loader, None, 1, checkpoint_path=state, progress=False, log=None)
+    train.fit(net, loader, None, 1, options=train.FitOptions(checkpoint_path=state, progress=False, log=None))
     before = state.read_bytes()
     monkeypatch.setattr(torch, "save", _crashing_save(KeyboardInterrupt()))
-    hist = train.fit(net, loader, None, 3, checkpoint_path=state, resume=True, progress=False, log=None)
+    resuming = train.FitOptions(checkpoint_path=state, resume=True, progress=False, log=None)
+    hist = train.fit(net, loader, None, 3, options=resuming)
     assert hist.interrupted and state.read_bytes() == before and _leftovers(tmp_path) == []
 
 
@@ -131,7 +134,7 @@ def _foreign_files(d: Path, good: Path) -> dict[str, tuple[Path, str]]:
     np.save(d / "array.npy", np.zeros(3))
     (d / "array.npy").rename(d / "array.pt")
     torch.save([1, 2, 3], d / "list.pt")
-    torch.save({"format": checkpoint.STATE_FORMAT, "version": 1}, d / "state.pt")
+    torch.save({"format": training_state.STATE_FORMAT, "version": 1}, d / "state.pt")
     torch.save({"format": checkpoint.MODEL_FORMAT, "version": 99}, d / "future.pt")
     traced = torch.jit.trace(net.eval(), torch.randn(1, 3, 8, 8))
     traced.save(str(d / "scripted.pt"))
@@ -194,15 +197,15 @@ def test_weights_that_do_not_fit_are_summarised(resnet_file):
 
 
 def test_resuming_a_state_from_another_run_is_refused(tmp_path):
-    from tlcourse import data
 
-    loader = data.TensorLoader(torch.randn(8, 3, 8, 8), torch.arange(8) % 2, 4)
+    loader = loaders.TensorLoader(torch.randn(8, 3, 8, 8), torch.arange(8) % 2, 4)
     small = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
     state = tmp_path / "run.state.pt"
-    train.fit(small, loader, None, 1, checkpoint_path=state, progress=False, log=None)
+    train.fit(small, loader, None, 1, options=train.FitOptions(checkpoint_path=state, progress=False, log=None))
     other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
+    resuming = train.FitOptions(checkpoint_path=state, resume=True, progress=False, log=None)
     with pytest.raises(CheckpointError, match="weights do not fit the model"):
-        train.fit(other, loader, None, 2, checkpoint_path=state, resume=True, progress=False, log=None)
+        train.fit(other, loader, None, 2, options=resuming)
     same_shape = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
     with pytest.raises(CheckpointError, match="does not match the run"):
         train.fit(
@@ -211,10 +214,7 @@ def test_resuming_a_state_from_another_run_is_refused(tmp_path):
             None,
             2,
             optimizer=torch.optim.SGD(same_shape.parameters(), 0.1),
-            checkpoint_path=state,
-            resume=True,
-            progress=False,
-            log=None,
+            options=resuming,
         )
 
 

@@ -1,12 +1,14 @@
 import subprocess
 import sys
 
+import pytest
 import skimage
 from PIL import Image
 
 from tlcourse.__main__ import main
 
 
+@pytest.mark.slow
 def test_train_evaluate_predict_end_to_end(cfg, tmp_path, capsys):
     out = tmp_path / "m.pt"
     rc = main(
@@ -38,6 +40,7 @@ def test_train_evaluate_predict_end_to_end(cfg, tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_without_traceback(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "tlcourse", "predict", str(tmp_path / "none.pt"), "x.jpg"],

@@ -46,6 +46,7 @@ def test_no_positive_evidence_gives_a_zero_map():
     assert cam.abs().max() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0"])
 def test_both_backbones_frozen_model_unchanged(backbone):
     torch.manual_seed(0)
@@ -63,6 +64,7 @@ def test_both_backbones_frozen_model_unchanged(backbone):
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics untouched
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0"])
 def test_layer4_is_one_pixel_at_32px(backbone):
     model = models.build_model(backbone, pretrained=False)
@@ -85,14 +87,14 @@ def test_targets_are_checked():
         explain.grad_cam(model, x, stage="fc")
 
 
-def test_upload_and_explorer_widgets():
-    pytest.importorskip("ipywidgets")
+@pytest.mark.slow
+def test_upload_and_explorer_widgets(displayed):
     import io
 
     import numpy as np
     from PIL import Image
 
-    from tlcourse import data, widgets
+    from tlcourse import augment, data, widgets
     from tlcourse.errors import ImageError
 
     buf = io.BytesIO()
@@ -108,7 +110,7 @@ def test_upload_and_explorer_widgets():
         torch.tensor([0, 1, 0]),
         ("red", "other"),
     )
-    tf = data.BatchTransform(False, 16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    tf = augment.BatchTransform(False, 16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     fig = widgets.explain_prediction(
         model, arrays.images[:1], tf, classes=("red", "other"), true=0, stage="layer4", k=2
     )
@@ -122,6 +124,11 @@ def test_upload_and_explorer_widgets():
         k=2,
         stages=("layer3", "layer4"),
     )
+    assert displayed[-1]._suptitle.get_text() == "test image 0"
     controls = box.children[0].children
-    controls[0].value = 2  # another test image redraws without error
+    controls[0].value = 2  # another test image: redrawn, with its own true class
+    assert len(displayed) == 2 and displayed[-1]._suptitle.get_text() == "test image 2"
+    assert "true: red" in displayed[-1].axes[0].get_title()
+    assert np.array_equal(displayed[-1].axes[0].images[0].get_array(), arrays.images[2].permute(1, 2, 0).numpy())
     controls[1].value = "layer3"
+    assert len(displayed) == 3 and displayed[-1].axes[1].get_title() == "Grad-CAM at layer3"

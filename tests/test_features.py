@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from tlcourse import data, features, models, train
+from tlcourse import augment, features, loaders, models, train
 
 
 def _loaders(n=48, size=32, seed=0):
@@ -8,11 +9,12 @@ def _loaders(n=48, size=32, seed=0):
     x = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
     y = torch.arange(n) % 10
     mean, std = models.normalization("efficientnet_lite0")
-    tr = data.TensorLoader(x, y, 16, shuffle=True, transform=data.BatchTransform(True, size, mean, std))
-    te = data.TensorLoader(x[:16], y[:16], 16, transform=data.BatchTransform(False, size, mean, std))
+    tr = loaders.TensorLoader(x, y, 16, shuffle=True, transform=augment.BatchTransform(True, size, mean, std))
+    te = loaders.TensorLoader(x[:16], y[:16], 16, transform=augment.BatchTransform(False, size, mean, std))
     return tr, te
 
 
+@pytest.mark.slow
 def test_cached_prefix_gives_the_full_models_logits():
     model = models.build_model("efficientnet_lite0", pretrained=False).eval()
     _, te = _loaders()
@@ -24,6 +26,7 @@ def test_cached_prefix_gives_the_full_models_logits():
         torch.testing.assert_close(suffix.eval()(feats.x[0]), logits, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_augmented_views_differ_and_line_up():
     model = models.build_model("resnet18", pretrained=False)
     tr, _ = _loaders()
@@ -40,6 +43,7 @@ def test_view_loader_uses_one_view_per_epoch():
     assert [next(iter(loader))[0].mean().item() for _ in range(3)] == [0.0, 1.0, 0.0]
 
 
+@pytest.mark.slow
 def test_fit_cached_trains_the_suffix_inside_the_model(tmp_path, monkeypatch):
     from tlcourse import config
 
@@ -48,7 +52,8 @@ def test_fit_cached_trains_the_suffix_inside_the_model(tmp_path, monkeypatch):
     layer3_before = model.layer3[0].conv1.weight.clone()
     fc_before = model.fc.weight.clone()
     tr, te = _loaders()
-    hist = features.fit_cached(model, "layer4", tr, te, epochs=2, lr=1e-3, cfg=cfg, progress=False, log=None)
+    quiet = train.FitOptions(progress=False, log=None)
+    hist = features.fit_cached(model, "layer4", tr, te, epochs=2, lr=1e-3, cfg=cfg, options=quiet)
     assert len(hist.test_acc) == 2
     assert torch.equal(model.layer3[0].conv1.weight, layer3_before)
     assert not torch.equal(model.fc.weight, fc_before)
@@ -63,6 +68,7 @@ def test_fit_cached_trains_the_suffix_inside_the_model(tmp_path, monkeypatch):
     assert calls == [] and cached.x.shape[1] == 48  # read back from disk, not recomputed
 
 
+@pytest.mark.slow
 def test_cached_training_saves_the_whole_model_as_best(tmp_path):
     from tlcourse.classifier import ImageClassifier
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from tlcourse import data, finetune, models, train
+from tlcourse import finetune, loaders, models, train
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +17,7 @@ def model():
     return models.build_model("efficientnet_lite0", pretrained=False)
 
 
+@pytest.mark.slow
 def test_param_groups_give_each_stage_its_rate(model):
     m = models.freeze_until(copy.deepcopy(model), "layer4")
     groups = finetune.param_groups_by_stage(m, {"fc": 1e-3}, default_lr=1e-4)
@@ -50,6 +51,7 @@ def test_layerwise_lrs_decay_towards_the_input():
     assert lrs["fc"] == 1e-3 and lrs["layer4"] == 5e-4 and lrs["conv1"] == pytest.approx(1e-3 * 0.5**5)
 
 
+@pytest.mark.slow
 def test_bn_drift_only_without_train_mode(model):
     m = models.freeze_until(copy.deepcopy(model), "layer4")
     before = copy.deepcopy(m.state_dict())
@@ -62,6 +64,7 @@ def test_bn_drift_only_without_train_mode(model):
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # worked on a copy
 
 
+@pytest.mark.slow
 def test_time_train_step_leaves_the_model_unchanged(model):
     m = models.freeze_until(copy.deepcopy(model), "conv1")
     before = copy.deepcopy(m.state_dict())
@@ -89,20 +92,25 @@ def test_weight_change_and_feature_drift(model):
 def test_fit_with_loss_runs_a_custom_criterion():
     torch.manual_seed(0)
     x, y = torch.randn(64, 5), torch.randint(0, 3, (64,))
-    loader = data.TensorLoader(x, y, batch_size=16, shuffle=True)
+    loader = loaders.TensorLoader(x, y, batch_size=16, shuffle=True)
     head = nn.Linear(5, 3)
     hist = finetune.fit_with_loss(
         head,
         loader,
-        data.TensorLoader(x, y, batch_size=32),
+        loaders.TensorLoader(x, y, batch_size=32),
         3,
         1e-2,
         nn.CrossEntropyLoss(label_smoothing=0.1),
     )
-    assert hist.epoch == [1, 2, 3] and all(0 <= a <= 1 for a in hist.test_acc)
-    assert hist.train_loss[-1] < hist.train_loss[0]
+    assert hist.epoch == [1, 2, 3] and hist.train_loss[-1] < hist.train_loss[0]
+    assert hist.lr == pytest.approx([1e-2] * 3)  # a constant rate
+    with torch.no_grad():
+        logits = head(x)
+    assert hist.test_loss[-1] == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-5)  # plain CE
+    assert hist.test_acc[-1] == pytest.approx((logits.argmax(1) == y).float().mean().item())
 
 
+@pytest.mark.slow
 def test_compare_strategies_on_real_data(cfg):
     small = cfg.replace(train_size=64, test_size=32, batch_size=32, device="cpu")
     strategies = [

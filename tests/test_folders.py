@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import write_folder
-from tlcourse import config, data
+from tlcourse import config, data, loaders
 from tlcourse.errors import DatasetNotFoundError
 
 
@@ -98,7 +98,7 @@ def test_torch_loaders_skip_the_same_and_batch_mixed_sizes(tmp_path):
     _clutter(root)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        train_loader, test_loader = data.make_torch_loaders(_cfg(tmp_path, data_dir=root))
+        train_loader, test_loader = loaders.make_torch_loaders(_cfg(tmp_path, data_dir=root))
     msgs = [str(w.message) for w in rec if "skipped" in str(w.message)]
     assert len(msgs) == 2 and all("3 unreadable images" in m for m in msgs)  # one per split
     assert len(train_loader.dataset) == len(test_loader.dataset) == 13
@@ -113,7 +113,7 @@ def test_make_loaders_on_a_custom_folder(tmp_path):
     _clutter(root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        train_loader, _ = data.make_loaders(_cfg(tmp_path, data_dir=root))
+        train_loader, _ = loaders.make_loaders(_cfg(tmp_path, data_dir=root))
     assert train_loader.num_samples == 13
 
 
@@ -125,7 +125,7 @@ def test_mismatched_class_sets_are_refused(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg and "only in train: ['frog']" in msg and "only in test: ['toad']" in msg
     with pytest.raises(DatasetNotFoundError, match="different classes"):
-        data.make_torch_loaders(_cfg(tmp_path, data_dir=root))
+        loaders.make_torch_loaders(_cfg(tmp_path, data_dir=root))
 
 
 def test_class_empty_in_one_split_only_is_refused(tmp_path):
@@ -175,15 +175,15 @@ def test_half_made_data_dir_is_refused(tmp_path, monkeypatch):
     (root / "cifar10" / "train" / "cat").mkdir(parents=True)
     monkeypatch.setenv("TLCOURSE_DATA_DIR", str(root))
     with pytest.raises(DatasetNotFoundError, match="but no test/ folder"):
-        data.make_loaders(config.get_config("smoke", device="cpu"))
+        loaders.make_loaders(config.get_config("smoke", device="cpu"))
 
 
-def test_scan_folder_is_quiet_on_a_clean_folder(tiny_folder):
+def test_a_clean_folder_loads_without_warnings(tiny_folder, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        files, labels, classes = data.scan_folder(tiny_folder / "train")
-    assert classes == ("cat", "dog", "frog") and len(files) == 12 and labels == sorted(labels)
-    assert all(isinstance(f, Path) and f.suffix == ".png" for f in files)
+        train = data.load_split("train", root=tiny_folder, cfg=_cfg(tmp_path), download=False)
+    assert train.classes == ("cat", "dog", "frog") and len(train) == 12
+    assert train.labels.tolist() == sorted(train.labels.tolist())
 
 
 def test_arrays_from_folder_match_the_files(tmp_path):

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tlcourse import data, images, models
+from tlcourse import augment, data, images, loaders, models
 from tlcourse.__main__ import main
 from tlcourse.classifier import ImageClassifier
 from tlcourse.errors import ImageError
@@ -143,7 +143,7 @@ def make_bad_files(d: Path) -> dict[str, tuple[Path, str]]:
         out[name] = (d / name, phrase)
     (d / "folder.png").mkdir()
     out["folder.png"] = (d / "folder.png", "is a folder")
-    out["missing.png"] = (d / "missing.png", "no such file")
+    out["missing.png"] = (d / "missing.png", "no such image file")
     return out
 
 
@@ -208,8 +208,8 @@ def test_common_forms_are_converted(good, clf, name):
     img = images.load_image(path)
     assert img.mode == "RGB" and img.size == size
     assert check(np.asarray(img)), np.asarray(img)[:2, :2]
-    pred = clf.predict(path)  # the same file through the classifier
-    assert pred.label in CLASSES and 0 < pred.probability <= 1
+    pred = clf.predict(path)  # the same file through the classifier: as if given the decoded image
+    assert pred.label in CLASSES and pred.probabilities == pytest.approx(clf.predict(img).probabilities, abs=1e-6)
 
 
 def test_source_forms_agree(good):
@@ -314,7 +314,7 @@ def test_loaders_convert_every_form(good, tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing skipped, nothing to warn about
         arrays = data.load_split("train", cfg=cfg)
-        train_loader, _ = data.make_torch_loaders(cfg)
+        train_loader, _ = loaders.make_torch_loaders(cfg)
     assert len(arrays) == len(GOOD_NAMES) and arrays.images.shape[1:] == (3, 32, 32)
     x, y = next(iter(train_loader))
     assert x.shape == (len(GOOD_NAMES), 3, 32, 32) and torch.isfinite(x).all()
@@ -405,6 +405,7 @@ def test_cli_predict_reports_each_bad_file_in_one_line(tiny_ckpt, good, bad, cap
     assert main(["predict", str(tiny_ckpt), *ok]) == 0
 
 
+@pytest.mark.slow
 def test_cli_predict_in_a_subprocess_has_no_traceback(tiny_ckpt, good, bad):
     args = [str(good["exif_rotated.jpg"][0]), str(bad["truncated.jpg"][0]), str(bad["missing.png"][0])]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -418,7 +419,7 @@ def test_cli_predict_in_a_subprocess_has_no_traceback(tiny_ckpt, good, bad):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stdout.startswith(args[0] + ": ") and r.stdout.count("\n") == 1
     assert r.stderr.splitlines() == [line for line in r.stderr.splitlines() if line.startswith("error: ")]
-    assert len(r.stderr.splitlines()) == 2 and "truncated" in r.stderr and "no such file" in r.stderr
+    assert len(r.stderr.splitlines()) == 2 and "truncated" in r.stderr and "no such image file" in r.stderr
 
 
 # ---------------------------------------------------------------- invariants over random inputs
@@ -483,7 +484,7 @@ def _bounds(mean, std):
 def test_batch_transform_shape_dtype_range(n, h, w, out, train, backbone, seed):
     mean, std = models.normalization(backbone)
     x = torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
-    y = data.BatchTransform(train, out, mean, std)(x, generator=torch.Generator().manual_seed(seed))
+    y = augment.BatchTransform(train, out, mean, std)(x, generator=torch.Generator().manual_seed(seed))
     lo, hi = _bounds(mean, std)
     assert y.shape == (n, 3, out, out) and y.dtype == torch.float32
     assert torch.isfinite(y).all() and (y >= lo).all() and (y <= hi).all()
@@ -491,11 +492,11 @@ def test_batch_transform_shape_dtype_range(n, h, w, out, train, backbone, seed):
 
 @given(img=pil_images(), out=st.integers(8, 72), train=st.booleans(), seed=st.integers(0, 1000))
 @settings(max_examples=40, deadline=None)
-def test_seed_transform_shape_dtype_range(img, out, train, seed):
+def test_reference_transform_shape_dtype_range(img, out, train, seed):
     mean, std = models.normalization("resnet18")
-    x = images.fit_square(images.load_image(img), 32)  # what FileDataset hands the seed's transform
+    x = images.fit_square(images.load_image(img), 32)  # what FileDataset hands the reference transform
     torch.manual_seed(seed)
-    y = data.seed_transform(train, out, mean, std)(x)
+    y = augment.reference_transform(train, out, mean, std)(x)
     lo, hi = _bounds(mean, std)
     assert y.shape == (3, out, out) and y.dtype == torch.float32
     assert torch.isfinite(y).all() and (y >= lo[0]).all() and (y <= hi[0]).all()

@@ -18,6 +18,7 @@ def test_resnet18_anatomy():
     assert models.count_by_stage(m)["fc"].total == 512 * 1000 + 1000
 
 
+@pytest.mark.slow
 def test_pretrained_lite0_recognises_a_photo():
     from skimage import data as skdata
     from torchvision.models import ResNet18_Weights
@@ -34,7 +35,7 @@ def test_pretrained_lite0_recognises_a_photo():
 
 
 @pytest.mark.parametrize("backbone, dim", [("resnet18", 512), ("efficientnet_lite0", 1280)])
-def test_phases_freeze_the_seed_way(backbone, dim):
+def test_phases_freeze_everything_below_the_named_stage(backbone, dim):
     m = models.build_model(backbone, num_classes=10, pretrained=False)
     models.freeze_until(m, "fc")
     assert models.count_parameters(m).trainable == dim * 10 + 10
@@ -46,6 +47,7 @@ def test_phases_freeze_the_seed_way(backbone, dim):
     assert models.count_parameters(m).frozen == 0
 
 
+@pytest.mark.slow
 def test_train_mode_keeps_frozen_batchnorm_statistics(lite0):
     models.freeze_until(lite0, "layer4")
     frozen_bn = lite0.layer3[0]._bn1
@@ -61,6 +63,7 @@ def test_train_mode_keeps_frozen_batchnorm_statistics(lite0):
     assert not torch.equal(frozen_bn.running_mean, before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("at", ["layer2", "layer4", "fc"])
 @pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0"])
 def test_split_model_composes_to_the_model(backbone, at):

@@ -55,7 +55,7 @@ def no_cifar(tmp_path, monkeypatch):
 
 def test_missing_dataset_offline_is_one_message_with_the_fix(no_cifar):
     cache, attempts = no_cifar
-    cfg = config.get_config("smoke", device="cpu")
+    cfg = config.get_config("quick", device="cpu")  # smoke would use the sample shipped in the package
     with pytest.raises(DatasetNotFoundError) as e:
         data.load_split("train", cfg=cfg)
     msg = str(e.value)
@@ -68,15 +68,16 @@ def test_missing_dataset_offline_is_one_message_with_the_fix(no_cifar):
 
 def test_cli_prefetch_offline_exits_non_zero_with_one_line(no_cifar, capsys):
     cache, _ = no_cifar
-    assert main(["prefetch", "--profile", "smoke"]) == 2
+    assert main(["prefetch", "--profile", "quick"]) == 2
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and err.startswith("error: CIFAR-10 not found") and "Traceback" not in err
     assert _files(cache) == []
 
 
+@pytest.mark.slow
 def test_cli_train_offline_exits_non_zero_with_one_line(no_cifar, capsys, tmp_path):
     cache, _ = no_cifar
-    rc = main(["train", "--profile", "smoke", "--backbone", "efficientnet_lite0", "--out", str(tmp_path / "m.pt")])
+    rc = main(["train", "--profile", "quick", "--backbone", "efficientnet_lite0", "--out", str(tmp_path / "m.pt")])
     err = _last_line(capsys.readouterr().err)
     assert rc == 2 and err.count("\n") == 1 and "download failed" in err
     assert _files(cache) == [] and not (tmp_path / "m.pt").exists()

@@ -18,6 +18,7 @@ def _separable(n: int = 200, d: int = 16, seed: int = 0) -> tuple[features.Featu
     return features.Features(x[None, :half], y[:half]), features.Features(x[None, half:], y[half:])
 
 
+@pytest.mark.slow
 def test_logistic_regression_separates_clusters_and_fails_on_shuffled_labels():
     train, test = _separable()
     fit = probe.logistic_regression(train, test)
@@ -66,6 +67,7 @@ def test_pca_projection_keeps_cluster_structure():
     assert between > within
 
 
+@pytest.mark.slow
 def test_block_gradient_norms_one_per_block_and_grads_cleared():
     torch.manual_seed(0)
     net = models.make_deep_net(6, skip=True, width=8)
@@ -79,6 +81,7 @@ def test_block_gradient_norms_one_per_block_and_grads_cleared():
         probe.block_gradient_norms(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(768, 10)), x, y)
 
 
+@pytest.mark.slow
 def test_skips_keep_gradients_alive_and_even_across_depth():
     torch.manual_seed(0)
     x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
@@ -119,6 +122,7 @@ def test_stage_table_efficientnet_lite0_strides():
     assert table["parameters"].sum() == models.count_parameters(model).total
 
 
+@pytest.mark.slow
 def test_linear_probe_on_real_data_beats_chance(cfg):
     model = models.build_model("resnet18", pretrained=False)  # random features still carry signal
     result = probe.linear_probe(cfg, model, progress=False)
@@ -136,6 +140,7 @@ def test_clean_loaders_are_unaugmented_and_ordered(cfg):
     assert len(te.y) == cfg.test_size
 
 
+@pytest.mark.slow
 def test_extract_features_cache_round_trip(cfg, tmp_path):
     model = models.build_model("resnet18", pretrained=False)
     c = cfg.replace(cache_dir=tmp_path, train_size=40, test_size=20)

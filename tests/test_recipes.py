@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from tlcourse import checkpoint, recipes
+from tlcourse import checkpoint, loaders, metrics, models, recipes, train
 from tlcourse.__main__ import main
+from tlcourse.classifier import ImageClassifier
 
 
 def test_unknown_recipe_lists_the_known_ones():
@@ -16,21 +17,83 @@ def test_unknown_recipe_lists_the_known_ones():
         recipes.get_recipe("gpu-1min")
 
 
+@pytest.mark.slow
 def test_run_recipe_trains_every_layer_and_saves_a_loadable_model(cfg, tmp_path):
-    tiny = dataclasses.replace(recipes.get_recipe("cpu-10min"), image_size=32, head_epochs=1, epochs=1, lr=1e-3)
+    tiny = dataclasses.replace(recipes.get_recipe("all-layers"), head_epochs=1, epochs=1)  # smoke-size
+    pretrained = dict(models.build_model(cfg.backbone, 10).named_parameters())
     clf, evaluation, seconds = recipes.run_recipe(tiny, cfg, tmp_path / "m.pt", progress=False, log=None)
     assert all(p.requires_grad for p in clf.model.parameters())  # the last stage trains everything
+    moved = {n.split(".")[0] for n, p in clf.model.named_parameters() if not torch.equal(p.cpu(), pretrained[n])}
+    assert {"conv1", "layer1", "layer4"} <= moved  # the body trained too, from its first stage on
     assert {m.momentum for m in clf.model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {tiny.bn_momentum}
-    assert len(evaluation.labels) == cfg.test_size and 0.0 <= evaluation.accuracy <= 1.0
+    assert len(evaluation.labels) == cfg.test_size and clf.history.epoch == [1]
     assert seconds["total"] >= seconds["all layers, end to end"] > 0
     assert checkpoint.read_model(tmp_path / "m.pt")[0].image_size == tiny.image_size
 
 
-def test_head_only_recipe_leaves_the_body_frozen(cfg):
-    head_only = dataclasses.replace(recipes.get_recipe("cpu-10min"), image_size=32, head_epochs=1, epochs=0)
-    clf, evaluation, seconds = recipes.run_recipe(head_only, cfg, progress=False, log=None)
+def test_multiscale_features_are_the_three_pooled_stage_outputs():
+    plain = models.build_model("efficientnet_lite0", 10).eval()
+    multi = models.build_model("efficientnet_lite0_multiscale", 10).eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        h3 = torch.nn.Sequential(plain.conv1, plain.layer1, plain.layer2, plain.layer3)(x)
+        h7 = plain.layer4[:5](h3)  # the last MBConv block's output (320 channels)
+        head = plain.layer4[5:](h7)
+        want = torch.cat([h3.mean((2, 3)), h7.mean((2, 3)), head.mean((2, 3))], 1)
+        got = models.split_model(multi, "fc")[0](x)
+    assert got.shape == (2, models.MULTISCALE_DIM) == (2, 112 + 320 + 1280)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture
+def fresh_cache(cfg, tmp_path):
+    """``cfg`` with an empty feature and engine cache that shares the decoded images."""
+    (cfg.cache_dir / "arrays").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "arrays").symlink_to((cfg.cache_dir / "arrays").resolve())
+    return cfg.replace(cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.slow
+def test_cpu_fast_evaluates_on_cached_features_what_the_saved_model_computes(cfg, fresh_cache, tmp_path):
+    fast = dataclasses.replace(recipes.get_recipe("cpu-fast"), image_size=32, head_epochs=2)  # smoke-size
+    c = fresh_cache
+    clf, evaluation, seconds = recipes.run_recipe(fast, c, tmp_path / "m.pt", progress=False, log=None)
+    assert "final evaluation" not in " ".join(seconds) and len(evaluation.labels) == cfg.test_size
+    assert {n.split(".")[0] for n, p in clf.model.named_parameters() if p.requires_grad} == {"fc"}
+    assert len(list((tmp_path / "cache" / "features").glob("test-*.pt"))) == 2  # the test set and its mirror image
+    # The standardization folded into fc and the TTA on cached features equal the saved model run on images.
+    loaded = ImageClassifier.from_checkpoint(tmp_path / "m.pt", device="cpu")
+    assert loaded.meta.backbone == "efficientnet_lite0_multiscale" and loaded.model.fc.in_features == 1712
+    test_loader = loaders.make_loaders(c.replace(backbone=loaded.meta.backbone, image_size=32), augment=False)[1]
+    logits, labels = train.predict(loaded.model, test_loader, flip_tta=True)
+    scale = float(evaluation.logits.abs().max())  # other summation orders (engines, memory layouts)
+    torch.testing.assert_close(logits, evaluation.logits, rtol=0, atol=1e-4 * scale)
+    assert metrics.accuracy(logits, labels) == evaluation.accuracy
+    assert torch.equal(labels, evaluation.labels)
+
+
+@pytest.mark.slow
+def test_head_only_recipe_with_mirrored_training_copies(cfg, fresh_cache):
+    head_only = dataclasses.replace(recipes.get_recipe("cpu-10min"), image_size=32, head_epochs=1, flip_tta=False)
+    clf, evaluation, seconds = recipes.run_recipe(head_only, fresh_cache, progress=False, log=None)
     assert "all layers, end to end" not in seconds and len(evaluation.labels) == cfg.test_size
     assert {n.split(".")[0] for n, p in clf.model.named_parameters() if p.requires_grad} == {"fc"}
+    assert len(list((fresh_cache.cache_dir / "features").glob("train-*.pt"))) == 2  # the images and their mirror images
+    # fc trained on standardized features; folded, it scores the raw test features as fit measured them
+    assert abs(evaluation.accuracy - clf.history.test_acc[-1]) <= 1 / cfg.test_size
+
+
+def test_fit_standardized_head_folds_the_scaling_into_fc():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 8, generator=g) * torch.linspace(0.1, 50, 8) + 7
+    y = (x[:, 0] > 7).long()
+    fc = torch.nn.Linear(8, 2)
+    recipe = dataclasses.replace(recipes.get_recipe("cpu-fast"), head_epochs=1, head_batch_size=64)
+    history = recipes.fit_standardized_head(fc, x, y, x, y, recipe)
+    with torch.no_grad():
+        acc = float((fc(x).argmax(1) == y).float().mean())
+    assert acc == pytest.approx(history.test_acc[-1], abs=1 / 256)
 
 
 def test_cli_recipe_unknown_name_is_one_line(capsys):

@@ -22,7 +22,7 @@ def test_requirements_keep_loose_bounds():
         for ln in (ROOT / "requirements.txt").read_text().splitlines()
         if ln.strip() and not ln.startswith("#")
     ]
-    assert lines[-1] == "-e ."
+    assert lines[-1] == "-e .[dev,deploy]"
     assert not any("==" in ln or "<" in ln for ln in lines)
     deps = (ROOT / "pyproject.toml").read_text()
     assert '"torch>=' in deps and "torch==" not in deps
@@ -36,12 +36,3 @@ def test_notebooks_are_committed_without_outputs():
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
                 assert cell["outputs"] == [] and cell["execution_count"] is None, nb_path.name
-
-
-def test_every_notebook_starts_with_the_shared_cell():
-    for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        code = [c for c in json.loads(nb_path.read_text())["cells"] if c["cell_type"] == "code"]
-        first = "".join(code[0]["source"])
-        assert first.strip() == "# NBVAL_IGNORE_OUTPUT\nfrom tlcourse import setup_notebook\ncfg = setup_notebook()", (
-            nb_path.name
-        )

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import write_folder
-from tlcourse import checkpoint, config, data, models, runtime, train
+from tlcourse import checkpoint, config, loaders, models, runtime, train, training_state
 from tlcourse.__main__ import main
 
 EPOCHS = 3
@@ -74,8 +74,10 @@ class _StopAt:
             yield batch
 
 
-def _run(cfg, make, ckpt=None, resume=False, stop_batch=None, stop_epoch=None, monkeypatch=None):
-    """Seed, build a tiny ResNet and its loaders, fit; optionally stop at a batch or an epoch."""
+def _run(cfg, make, ckpt=None, resume=False, stop_batch=None, stop_epoch=None, monkeypatch=None, one_cycle=False):
+    """Seed, build a tiny ResNet and its loaders, fit; optionally stop at a batch or an epoch.
+
+    ``one_cycle``: Adam under the per-batch OneCycle schedule instead of the default StepLR."""
     runtime.seed_everything(cfg.seed)
     model = models.make_deep_net(1, width=8, num_classes=3)
     train_loader, test_loader = make(cfg)
@@ -91,8 +93,17 @@ def _run(cfg, make, ckpt=None, resume=False, stop_batch=None, stop_epoch=None, m
             return real(*a, **k)
 
         monkeypatch.setattr(train, "train_one_epoch", stopping)
+    optimizer = train.make_optimizer(model, 0.05) if one_cycle else None
+    scheduler = train.make_one_cycle(optimizer, EPOCHS, len(train_loader)) if one_cycle else None
     hist = train.fit(
-        model, train_loader, test_loader, EPOCHS, lr=0.05, checkpoint_path=ckpt, resume=resume, progress=False, log=None
+        model,
+        train_loader,
+        test_loader,
+        EPOCHS,
+        lr=0.05,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        options=train.FitOptions(checkpoint_path=ckpt, resume=resume, progress=False, log=None),
     )
     if stop_epoch:
         monkeypatch.undo()
@@ -112,25 +123,25 @@ def _numbers(hist: train.History) -> dict:
     return d
 
 
-LOADERS = {"make_loaders": data.make_loaders, "make_torch_loaders": data.make_torch_loaders}
+LOADERS = {"make_loaders": loaders.make_loaders, "make_torch_loaders": loaders.make_torch_loaders}
 
 
-@pytest.mark.parametrize("loaders", list(LOADERS))
-def test_same_seed_same_history(folder, tmp_path, loaders):
+@pytest.mark.parametrize("family", list(LOADERS))
+def test_same_seed_same_history(folder, tmp_path, family):
     cfg = _cfg(folder, tmp_path)
-    m1, h1 = _run(cfg, LOADERS[loaders])
-    m2, h2 = _run(cfg, LOADERS[loaders])
+    m1, h1 = _run(cfg, LOADERS[family])
+    m2, h2 = _run(cfg, LOADERS[family])
     assert _numbers(h1) == _numbers(h2) and len(h1.epoch) == EPOCHS
     assert _same_weights(m1, m2)
-    m3, h3 = _run(cfg.replace(seed=1), LOADERS[loaders])  # the test can fail: another seed differs
+    m3, h3 = _run(cfg.replace(seed=1), LOADERS[family])  # the test can fail: another seed differs
     assert _numbers(h3) != _numbers(h1)
 
 
-@pytest.mark.parametrize("loaders", list(LOADERS))
+@pytest.mark.parametrize("family", list(LOADERS))
 @pytest.mark.parametrize("how", ["ctrl-c mid-epoch", "ctrl-c at epoch start"])
-def test_interrupted_fit_resumes_to_the_same_weights(folder, tmp_path, monkeypatch, loaders, how):
+def test_interrupted_fit_resumes_to_the_same_weights(folder, tmp_path, monkeypatch, family, how):
     cfg = _cfg(folder, tmp_path)
-    make = LOADERS[loaders]
+    make = LOADERS[family]
     ref, ref_hist = _run(cfg, make)
     ckpt = tmp_path / "run.state.pt"
     if how == "ctrl-c mid-epoch":  # 3 batches of 4 per epoch: batch 5 is in epoch 2, after one step of it
@@ -138,8 +149,23 @@ def test_interrupted_fit_resumes_to_the_same_weights(folder, tmp_path, monkeypat
     else:
         _, hist = _run(cfg, make, ckpt, stop_epoch=3, monkeypatch=monkeypatch)
     assert hist.interrupted and len(hist.epoch) in (1, 2)
-    assert checkpoint.safe_load(ckpt, checkpoint.STATE_FORMAT)["epoch"] == len(hist.epoch)
+    assert checkpoint.safe_load(ckpt, training_state.STATE_FORMAT)["epoch"] == len(hist.epoch)
     resumed, res_hist = _run(cfg, make, ckpt, resume=True)
+    assert not res_hist.interrupted and res_hist.epoch == [1, 2, 3]
+    assert _same_weights(resumed, ref)
+    assert _numbers(res_hist) == _numbers(ref_hist)
+
+
+@pytest.mark.parametrize("family", list(LOADERS))
+def test_one_cycle_resumes_mid_epoch_to_the_same_weights(folder, tmp_path, family):
+    cfg = _cfg(folder, tmp_path)
+    make = LOADERS[family]
+    ref, ref_hist = _run(cfg, make, one_cycle=True)
+    assert len(set(ref_hist.lr)) == EPOCHS  # the rate changed within the run: the schedule stepped per batch
+    ckpt = tmp_path / "run.state.pt"
+    _, hist = _run(cfg, make, ckpt, stop_batch=5, one_cycle=True)  # in epoch 2, after one of its steps
+    assert hist.interrupted and hist.epoch == [1]
+    resumed, res_hist = _run(cfg, make, ckpt, resume=True, one_cycle=True)
     assert not res_hist.interrupted and res_hist.epoch == [1, 2, 3]
     assert _same_weights(resumed, ref)
     assert _numbers(res_hist) == _numbers(ref_hist)
@@ -147,11 +173,10 @@ def test_interrupted_fit_resumes_to_the_same_weights(folder, tmp_path, monkeypat
 
 def test_interrupt_before_any_save_says_so(folder, tmp_path):
     lines = []
-    loader, _ = data.make_loaders(_cfg(folder, tmp_path))
+    loader, _ = loaders.make_loaders(_cfg(folder, tmp_path))
     model = models.make_deep_net(1, width=8, num_classes=3)
-    hist = train.fit(
-        model, _StopAt(loader, 1), None, 2, checkpoint_path=tmp_path / "s.pt", progress=False, log=lines.append
-    )
+    options = train.FitOptions(checkpoint_path=tmp_path / "s.pt", progress=False, log=lines.append)
+    hist = train.fit(model, _StopAt(loader, 1), None, 2, options=options)
     assert hist.interrupted and lines == ["interrupted during epoch 1; nothing was saved yet"]
 
 
@@ -190,6 +215,7 @@ def cli_reference(folder, tmp_path_factory) -> dict:
     return checkpoint.read_model(d / "ref.pt")[1]
 
 
+@pytest.mark.slow
 def test_cli_ctrl_c_then_resume(folder, tmp_path, monkeypatch, capsys, cli_reference):
     out = tmp_path / "m.pt"
     real, calls = train.train_one_epoch, []
@@ -226,6 +252,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_killed_process_resumes_to_the_same_weights(folder, tmp_path, cli_reference):
     out = tmp_path / "m.pt"
     env = {**os.environ, **ONE_THREAD_ENV, "TLCOURSE_CACHE_DIR": str(tmp_path / "cache")}
@@ -246,7 +273,7 @@ def test_killed_process_resumes_to_the_same_weights(folder, tmp_path, cli_refere
             proc.kill()
             proc.wait()
     assert proc.returncode == -9 and not out.exists()
-    assert checkpoint.safe_load(state, checkpoint.STATE_FORMAT)["epoch"] == 1
+    assert checkpoint.safe_load(state, training_state.STATE_FORMAT)["epoch"] == 1
     r = subprocess.run(
         [sys.executable, "-m", "tlcourse", *_cli_args(folder, out), "--resume"],
         capture_output=True,

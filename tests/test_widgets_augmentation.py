@@ -6,10 +6,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pytest  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from tlcourse import data, widgets  # noqa: E402
+from tlcourse import augment, plots, widgets  # noqa: E402
 
 
 def _images(n: int = 4) -> torch.Tensor:
@@ -25,7 +25,7 @@ def test_preview_flip_and_brightness_match_data_functions():
     imgs = _images()
     x = imgs.float() / 255
     assert torch.allclose(widgets.augment_preview(imgs, flip=True), x.flip(-1))
-    expected = data.adjust(x.clone(), 0, torch.full((len(x),), 1.3))
+    expected = augment.adjust(x.clone(), 0, torch.full((len(x),), 1.3))
     assert torch.allclose(widgets.augment_preview(imgs, brightness=1.3), expected)
 
 
@@ -36,10 +36,19 @@ def test_preview_padding_crops_with_black_border_and_is_reproducible():
     assert a.shape == imgs.shape and (a == 0).any()  # some offset exposes the zero padding
 
 
-def test_explorer_builds_and_draws():
-    pytest.importorskip("ipywidgets")
-    box = widgets.augmentation_explorer(_images(), labels=[0, 1, 2, 3])
-    sliders = [c for row in box.children[:2] for c in row.children]
-    assert {s.description for s in sliders} >= {"brightness", "contrast", "saturation", "padding"}
-    flip = next(s for s in sliders if "flip" in s.description)
-    flip.value = True  # triggers a redraw; must not raise
+def test_explorer_redraws_what_the_controls_say(displayed):
+    imgs = _images()
+    box = widgets.augmentation_explorer(imgs, labels=[0, 1, 2, 3])
+    sliders = {c.description: c for row in box.children[:2] for c in row.children}
+    assert {"brightness", "contrast", "saturation", "padding"} <= set(sliders)
+    first = displayed[-1].axes[0].images[0].get_array()
+    assert np.array_equal(first, plots.to_uint8(widgets.augment_preview(imgs, padding=4))[0])  # the opening state
+    sliders["mirror (flip)"].value = True
+    assert len(displayed) == 2 and "flip=True" in displayed[-1]._suptitle.get_text()
+    assert np.array_equal(displayed[-1].axes[0].images[0].get_array(), first[:, ::-1])
+    sliders["brightness"].value = 1.5
+    assert (
+        "b=1.50" in displayed[-1]._suptitle.get_text()
+        and "beyond the seed's ranges" in displayed[-1]._suptitle.get_text()
+    )
+    assert displayed[-1].axes[0].images[0].get_array().mean() > first.mean()

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 import torch
 
+from . import paths
 from .errors import CheckpointError
 
 MODEL_FORMAT = "tlcourse-model"
-STATE_FORMAT = "tlcourse-training-state"
 VERSION = 1
 
 
@@ -37,17 +38,23 @@ class ModelMeta:
         return len(self.classes)
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], size_hint: int | None = None) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it: never a half-written file.
 
     A crash, Ctrl-C or full disk during the write leaves the previous ``path`` untouched and no
-    temporary file behind; an ``OSError`` becomes a :class:`CheckpointError` saying so.
+    temporary file behind; an ``OSError`` (or ``torch.save``'s RuntimeError wrapping one) becomes a
+    one-line :class:`CheckpointError`, "no space left on ..." with ``size_hint`` bytes when the disk is full.
+    ``path`` must be a regular file or not exist yet; a symlink to a regular file is followed (the file
+    it points to is replaced, the link kept), anything else is refused (:func:`paths.check_destination`).
     """
     path = Path(path).expanduser()
+    target = paths.check_destination(path, CheckpointError)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as e:
+        if paths.is_disk_full(e):
+            raise CheckpointError(paths.disk_full_message(target, size_hint) + "; nothing was written") from None
         raise CheckpointError(f"{path}: cannot write here ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, "wb") as f:
@@ -55,20 +62,33 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; these are ordinary files
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):  # disk full, quota, permissions
-            kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+        kept = "the previous file is unchanged" if target.exists() else "nothing was written"
+        if paths.is_disk_full(e):
+            raise CheckpointError(f"{paths.disk_full_message(target, size_hint)}; {kept}") from None
+        if isinstance(e, OSError):  # quota, permissions, I/O errors
             raise CheckpointError(f"{path}: saving failed ({e.strerror or e}); {kept}") from None
         raise
-    _fsync_dir(path.parent)
+    _fsync_dir(target.parent)
     return path
 
 
 def atomic_save(obj, path: str | Path) -> Path:
     """``torch.save`` through :func:`atomic_write`."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    return atomic_write(path, lambda f: torch.save(obj, f), size_hint=_tensor_bytes(obj))
+
+
+def _tensor_bytes(obj) -> int:
+    """About how many bytes ``torch.save(obj)`` writes: its tensors' data."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -105,12 +125,8 @@ def safe_load(path: str | Path, expected_format: str) -> dict:
     """
     path = Path(path).expanduser()
     want = f"a {expected_format!r} checkpoint"
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint; check the path (train one with `python -m tlcourse train`)")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder; pass the checkpoint file inside it")
+    size = paths.stat_regular(path, CheckpointError, "a checkpoint").st_size  # never opens a FIFO or device
     try:
-        size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(512)
     except OSError as e:
@@ -149,9 +165,13 @@ def safe_load(path: str | Path, expected_format: str) -> dict:
             what = f"a {type(obj).__name__} from another program (no tlcourse header)"
         raise CheckpointError(
             f"{path}: expected {want} but found {what}; "
-            "model files come from save_model / `tlcourse train`, resumable states from fit(checkpoint_path=...)"
+            "model files come from save_model / `tlcourse train`, resumable states from "
+            "fit(options=FitOptions(checkpoint_path=...))"
         )
-    if obj.get("version", 0) > VERSION:
+    version = obj.get("version", 0)
+    if not _is_int(version) or version < 0:
+        raise CheckpointError(f"{path}: {_bad_field('version', version, 'a whole number')}")
+    if version > VERSION:
         raise CheckpointError(
             f"{path}: written by a newer tlcourse (format version {obj['version']}, this one "
             f"reads up to {VERSION}); upgrade tlcourse"
@@ -215,18 +235,65 @@ def read_model(path: str | Path) -> tuple[ModelMeta, dict]:
     obj = safe_load(path, MODEL_FORMAT)
     try:
         m = obj["meta"]
-        meta = ModelMeta(
-            m["backbone"],
-            tuple(m["classes"]),
-            int(m["image_size"]),
-            tuple(m["mean"]),
-            tuple(m["std"]),
-            int(m.get("source_size", 32)),
-        )
+        meta = ModelMeta(m["backbone"], m["classes"], m["image_size"], m["mean"], m["std"], m.get("source_size", 32))
         state = obj["state_dict"]
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: model file is missing {e}; it was not written by save_model") from None
-    return meta, state
+    problem = check_meta(meta) or _non_finite(state)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    return replace(meta, classes=tuple(meta.classes), mean=tuple(meta.mean), std=tuple(meta.std)), state
+
+
+def check_meta(meta: ModelMeta) -> str | None:
+    """What is wrong with a model file's metadata, naming the field, or None: nothing is trusted as read."""
+    positive = "a whole number of pixels above 0"
+    if not isinstance(meta.backbone, str) or not meta.backbone:
+        return _bad_field("backbone", meta.backbone, "a backbone name")
+    classes = meta.classes
+    if not isinstance(classes, (list, tuple)) or not classes or not all(isinstance(c, str) for c in classes):
+        return _bad_field("classes", classes, "a list of class names")
+    if len(set(classes)) != len(classes):
+        return _bad_field("classes", classes, "unique class names")
+    for field in ("image_size", "source_size"):
+        if not _is_int(getattr(meta, field)) or not 0 < getattr(meta, field) <= 16384:
+            return _bad_field(field, getattr(meta, field), positive)
+    for field in ("mean", "std"):
+        v = getattr(meta, field)
+        if not isinstance(v, (list, tuple)) or len(v) != 3 or not all(_is_finite(x) for x in v):
+            return _bad_field(field, v, "3 finite numbers (one per RGB channel)")
+    if min(meta.std) <= 0:
+        return _bad_field("std", meta.std, "3 numbers above 0 (inputs are divided by them)")
+    return None
+
+
+def _bad_field(field: str, value, expected: str) -> str:
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return (
+        f"metadata field {field!r} is {shown}, expected {expected}; "
+        "the file was edited or damaged: use an earlier checkpoint or re-save the model"
+    )
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _non_finite(state) -> str | None:
+    """A message naming the first weight tensor holding NaN or Inf, or None."""
+    if not isinstance(state, dict):
+        return None  # load_weights says what it is instead
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return (
+                f"weights contain NaN or Inf (first in {name}); the training diverged or the file is damaged: "
+                "use an earlier checkpoint, or train again with a lower learning rate"
+            )
+    return None
 
 
 def check_compatible(path, found: ModelMeta, backbone: str, num_classes: int) -> None:

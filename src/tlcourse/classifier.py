@@ -1,4 +1,4 @@
-"""``ImageClassifier``: the seed's interface (train, evaluate, predict, save_model, load_model)."""
+"""``ImageClassifier``: the original design's interface (train, evaluate, predict, save_model, load_model)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from . import checkpoint, features, images, metrics, models, train
+from . import augment, checkpoint, config, features, metrics, models, train
 from .checkpoint import ModelMeta
-from .config import pick_device
-from .data import CLASSES, BatchTransform
+from .data import CLASSES
 
 PHASES = {"head": "fc", "layer4": "layer4", "all": "conv1"}  # phase -> first trainable stage
-PHASE_LR = {"head": 1e-3, "layer4": 1e-4, "all": 1e-4}
+PHASE_LR = {"head": config.LR_HEAD, "layer4": config.LR_FINETUNE, "all": config.LR_FINETUNE}
 
 
 @dataclass
@@ -31,7 +29,7 @@ class Prediction:
 
 
 class ImageClassifier:
-    """A pretrained backbone with a new head, trained in the seed's two phases.
+    """A pretrained backbone with a new head, trained in the original design's two phases.
 
     >>> clf = ImageClassifier("efficientnet_lite0", num_classes=10)   # doctest: +SKIP
     >>> clf.train(train_loader, num_epochs=3); clf.evaluate(test_loader).accuracy   # doctest: +SKIP
@@ -39,20 +37,20 @@ class ImageClassifier:
 
     def __init__(
         self,
-        model_name: str = "resnet18",
+        backbone: str = config.DEFAULT_BACKBONE,
         num_classes: int = 10,
         classes: Sequence[str] | None = None,
         pretrained: bool = True,
-        image_size: int = 32,
+        image_size: int = config.IMAGE_SIZE,
         device: str | None = None,
         weights_path: str | Path | None = None,
     ):
         classes = tuple(classes) if classes else (CLASSES if num_classes == 10 else tuple(map(str, range(num_classes))))
         if len(classes) != num_classes:
             raise ValueError(f"{len(classes)} class names given for num_classes={num_classes}")
-        self.meta = ModelMeta(model_name, classes, image_size, *models.normalization(model_name))
-        self.device = torch.device(device or pick_device())
-        self.model = models.build_model(model_name, num_classes, pretrained, weights_path).to(self.device)
+        self.meta = ModelMeta(backbone, classes, image_size, *models.normalization(backbone))
+        self.device = torch.device(device or config.pick_device())
+        self.model = models.build_model(backbone, num_classes, pretrained, weights_path).to(self.device)
         self.history: train.History | None = None
 
     @property
@@ -79,14 +77,16 @@ class ImageClassifier:
         progress: bool = True,
         log=print,
         cache: bool = False,
+        sync_bn: bool = False,
     ) -> train.History:
-        """Freeze for ``phase`` and train with Adam (1e-3 head, 1e-4 otherwise) and StepLR(10, 0.1).
+        """Freeze for ``phase`` and train with Adam at ``PHASE_LR[phase]`` (unless ``lr``) and ``train.make_scheduler``.
 
         ``cache=True`` (phases head and layer4) computes the frozen part once, without augmentation,
         and trains the rest on its outputs: the course's fast path (notebook 03, benchmarks/phase_speed.py).
+        ``sync_bn`` (under torchrun, on GPUs): SyncBatchNorm for the BatchNorm layers that train.
         """
         self.freeze(phase)
-        kw = dict(
+        options = train.FitOptions(
             checkpoint_path=checkpoint_path,
             meta=self.meta,
             resume=resume,
@@ -94,14 +94,15 @@ class ImageClassifier:
             progress=progress,
             log=log,
             desc=f"[{phase}] ",
+            sync_bn=sync_bn,
         )
         lr = lr or PHASE_LR[phase]
         if cache and phase != "all":
             self.history = features.fit_cached(
-                self.model, PHASES[phase], train_loader, test_loader, num_epochs, lr, **kw
+                self.model, PHASES[phase], train_loader, test_loader, num_epochs, lr, options=options
             )
         else:
-            self.history = train.fit(self.model, train_loader, test_loader, num_epochs, lr=lr, **kw)
+            self.history = train.fit(self.model, train_loader, test_loader, num_epochs, lr, options=options)
         return self.history
 
     def evaluate(self, test_loader) -> metrics.Evaluation:
@@ -111,10 +112,7 @@ class ImageClassifier:
 
     def preprocess(self, image) -> torch.Tensor:
         """Any image -> a normalized (1, 3, S, S) batch, prepared exactly like a CIFAR-10 test image."""
-        img = images.fit_square(images.load_image(image), self.meta.source_size)
-        x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None]
-        tf = BatchTransform(False, self.meta.image_size, self.meta.mean, self.meta.std)
-        return tf(x).to(self.device)
+        return augment.preprocess(image, self.meta).to(self.device)
 
     @torch.no_grad()
     def predict(self, image, top_k: int = 3) -> Prediction:

@@ -23,3 +23,7 @@ class CheckpointError(TLCourseError, ValueError):
 
 class ConfigError(TLCourseError, ValueError):
     """A setting or environment variable has a value the package does not know."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image declares more pixels (or has more bytes) than the limit: refused before decoding."""

@@ -7,17 +7,20 @@ computes exactly what the full model computes, at a fraction of the cost per epo
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from . import checkpoint, models, train
+from . import checkpoint, config, devices, distributed, models, train
+from . import engine as engines  # the name ``engine`` is extract's option
 from .config import Config, default_cache_dir
-from .data import TensorLoader
+from .loaders import TensorLoader
 
 FEATURES_FORMAT = "tlcourse-features"
 
@@ -39,50 +42,60 @@ class Features:
 
 @torch.no_grad()
 def extract(
-    prefix: nn.Module, loader, views: int = 1, dtype: torch.dtype = torch.float32, progress: bool = True
+    prefix: nn.Module,
+    loader,
+    views: int = 1,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+    engine: str = "auto",
+    cache_dir: str | Path | None = None,
+    log: Callable[[str], None] | None = print,
 ) -> Features:
-    """Run ``prefix`` in eval mode over ``loader`` ``views`` times (one pass per augmented view)."""
-    device = next(prefix.parameters()).device
-    if device.type != "mps":
-        prefix.to(memory_format=torch.channels_last)  # matches train._to's batches; faster on CPU and GPU
+    """Run ``prefix`` in eval mode over ``loader`` ``views`` times (one pass per augmented view).
+
+    ``engine`` (``"auto"``, ``"onnxruntime"``, ``"torch"``) picks what runs it (:func:`engine.load_engine`;
+    exported engines are kept under ``<cache_dir>/engines``); ``log`` gets one line naming the engine that ran.
+    Under torchrun each rank runs its shard of ``loader`` and every rank gets all rows, in order.
+    """
+    progress = progress and distributed.is_main_process()
     loader = in_order(loader)
-    was_training = prefix.training
+    modes = {m: m.training for m in prefix.modules()}  # restored one by one: a fresh Sequential is in train mode
     prefix.eval()
+    images = getattr(loader, "num_samples", None)
+    if images is None and hasattr(loader, "dataset"):  # a torch DataLoader
+        images = len(loader.dataset)
+    sharded = distributed.count_shards(loader) > 1
+    runner = None
     xs, y = [], None
-    for v in range(views):
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(v)
-        outs, labels = [], []
-        for xb, yb in tqdm(
-            train._batches(loader),
-            total=len(loader),
-            desc=f"features (view {v + 1}/{views})",
-            leave=False,
-            disable=not progress,
-        ):
-            with train._autocast(device, True):
-                outs.append(prefix(train._to(xb, device)).to(dtype))
-            labels.append(yb)
-        xs.append(torch.cat(outs))
-        y = torch.cat(labels) if y is None else y
-    prefix.train(was_training)
+    try:
+        for v in range(views):
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(v)
+            outs, labels = [], []
+            for xb, yb in devices.iterate_batches(loader, f"features (view {v + 1}/{views})", progress):
+                if runner is None:
+                    # Sharded under torchrun: rank 0 exports an engine file first; the others then load it.
+                    with distributed.main_process_first() if sharded else contextlib.nullcontext():
+                        runner = engines.load_engine(prefix, xb, engine, images and images * views, cache_dir)
+                    if log and distributed.is_main_process():
+                        log(f"features computed by {runner.describe()}")
+                outs.append(runner(xb).to(dtype))
+                labels.append(yb)
+            # outside inference_mode: ordinary tensors that training can use
+            x_view, y_view = distributed.gather_from_shards(loader, torch.cat(outs), torch.cat(labels))
+            xs.append(x_view)
+            y = y_view if y is None else y
+    finally:
+        for m, training in modes.items():
+            m.training = training
     return Features(torch.stack(xs), y)
 
 
 def in_order(loader):
     """An unshuffled copy of a shuffled TensorLoader, so that rows line up across views."""
     if isinstance(loader, TensorLoader) and loader.shuffle:
-        return TensorLoader(loader.x, loader.y, loader.batch_size, False, loader.transform, loader.device, loader.seed)
+        return loader.replace(shuffle=False, drop_last=False)
     return loader
-
-
-def fingerprint(module: nn.Module) -> str:
-    """A short hash of a module's weights and buffers: changes whenever the cached values would."""
-    h = hashlib.sha1()
-    for name, t in module.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def data_key(loader) -> str:
@@ -114,20 +127,23 @@ def cached_extract(
     views: int = 1,
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
+    engine: str = "auto",
+    log: Callable[[str], None] | None = print,
 ) -> Features:
     """:func:`extract`, kept on disk under ``<cache_dir>/features`` and reused while weights and data match."""
-    key = hashlib.sha1(repr((fingerprint(prefix), data_key(loader), split, views, str(dtype))).encode()).hexdigest()[
-        :20
-    ]
-    path = Path(cfg.cache_dir if cfg else default_cache_dir()) / "features" / f"{split}-{key}.pt"
+    fp = engines.fingerprint(prefix)
+    key = hashlib.sha1(repr((fp, data_key(loader), split, views, str(dtype))).encode()).hexdigest()[:20]
+    cache_dir = Path(cfg.cache_dir if cfg else default_cache_dir())
+    path = cache_dir / "features" / f"{split}-{key}.pt"
     if path.exists():
         try:
             obj = checkpoint.safe_load(path, FEATURES_FORMAT)
             return Features(obj["x"], obj["y"])
         except Exception:  # a damaged cache file is recomputed, never trusted
             path.unlink(missing_ok=True)
-    feats = extract(prefix, loader, views, dtype, progress)
-    checkpoint.atomic_save({"format": FEATURES_FORMAT, "version": 1, "x": feats.x.cpu(), "y": feats.y.cpu()}, path)
+    feats = extract(prefix, loader, views, dtype, progress, engine, cache_dir, log)
+    if distributed.is_main_process():  # every rank holds the same features; one writes them
+        checkpoint.atomic_save({"format": FEATURES_FORMAT, "version": 1, "x": feats.x.cpu(), "y": feats.y.cpu()}, path)
     return feats
 
 
@@ -144,7 +160,7 @@ class ViewLoader(TensorLoader):
 
 
 def feature_loaders(
-    train_feats: Features, test_feats: Features, batch_size: int = 128, device: str = "cpu", seed: int = 0
+    train_feats: Features, test_feats: Features, batch_size: int = config.BATCH_SIZE, device: str = "cpu", seed: int = 0
 ) -> tuple[ViewLoader, ViewLoader]:
     """Loaders over cached features, shaped like the image loaders so :func:`train.fit` takes them."""
     return (
@@ -155,15 +171,7 @@ def feature_loaders(
 
 def without_augmentation(train_loader: TensorLoader, test_loader: TensorLoader) -> TensorLoader:
     """The training images in order, through the test loader's (non-augmenting) transform."""
-    return TensorLoader(
-        train_loader.x,
-        train_loader.y,
-        train_loader.batch_size,
-        False,
-        test_loader.transform,
-        train_loader.device,
-        train_loader.seed,
-    )
+    return train_loader.replace(shuffle=False, drop_last=False, transform=test_loader.transform)
 
 
 def fit_cached(
@@ -175,30 +183,35 @@ def fit_cached(
     lr: float,
     cfg: Config | None = None,
     augment_views: int = 0,
-    progress: bool = True,
-    **fit_kw,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
+    options: train.FitOptions | None = None,
 ) -> train.History:
     """Freeze everything before ``at``, cache its outputs once, and train the rest on the cache.
 
     ``augment_views=0`` caches one clean pass of the training images; ``K`` > 0 caches K augmented
     passes and trains on view ``epoch % K`` each epoch. The trained weights end up in ``model``.
-    ``cfg`` only says where the cache lives (default: the user cache folder).
+    ``cfg`` only says where the cache lives (default: the user cache folder); ``optimizer``, ``scheduler`` and
+    ``options`` go to :func:`train.fit` (``options.progress`` also shows the extraction's progress).
     """
+    options = options or train.FitOptions()
     models.freeze_until(model, at)
     prefix, suffix = models.split_model(model, at)
     size = next(iter(test_loader))[0].shape[-1]
     dtype = torch.float16 if at != "fc" and size >= 96 else torch.float32  # halves a >1 GB cache
     if augment_views == 0 and isinstance(train_loader, TensorLoader) and isinstance(test_loader, TensorLoader):
         train_loader = without_augmentation(train_loader, test_loader)
-    tr = cached_extract(cfg, prefix, train_loader, "train", max(augment_views, 1), dtype, progress)
-    te = cached_extract(cfg, prefix, test_loader, "test", 1, dtype, progress)
+    views = max(augment_views, 1)
+    tr = cached_extract(cfg, prefix, train_loader, "train", views, dtype, options.progress, log=options.log)
+    te = cached_extract(cfg, prefix, test_loader, "test", 1, dtype, options.progress, log=options.log)
     if dtype != torch.float32:
         tr, te = Features(tr.x.float(), tr.y), Features(te.x.float(), te.y)
     ftr, fte = feature_loaders(
         tr,
         te,
-        getattr(train_loader, "batch_size", 128),
+        getattr(train_loader, "batch_size", config.BATCH_SIZE),
         str(next(model.parameters()).device),
         getattr(train_loader, "seed", 0),
     )
-    return train.fit(suffix, ftr, fte, epochs, lr=lr, progress=progress, whole_model=model, **fit_kw)
+    options = dataclasses.replace(options, whole_model=model)
+    return train.fit(suffix, ftr, fte, epochs, lr, optimizer, scheduler, options=options)

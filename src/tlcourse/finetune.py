@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import data, features, models, train
+from . import config, data, features, loaders, models, train
 from .config import Config
 
 # ---------------------------------------------------------------- learning rates per stage
@@ -116,7 +116,7 @@ def run_strategy(
     strategy: Strategy,
     epochs: int,
     head_epochs: int = 0,
-    loaders=None,
+    loader_pair=None,
     time_steps: int = 2,
     progress: bool = True,
     log=None,
@@ -132,7 +132,7 @@ def run_strategy(
     """
     if strategy.first_trainable not in ("fc", "layer4", "conv1"):
         raise ValueError(f"first_trainable must be fc, layer4 or conv1, not {strategy.first_trainable!r}")
-    train_loader, test_loader = loaders or data.make_loaders(cfg, augment=False)
+    train_loader, test_loader = loader_pair or loaders.make_loaders(cfg, augment=False)
     torch.manual_seed(cfg.seed)
     model = models.build_model(cfg.backbone, len(data.CLASSES), pretrained=strategy.pretrained)
     model = model.to(cfg.device)
@@ -148,9 +148,7 @@ def run_strategy(
             head_epochs,
             cfg.lr_head,
             cfg,
-            progress=progress,
-            log=log,
-            desc="[head] ",
+            options=train.FitOptions(progress=progress, log=log, desc="[head] "),
         )
     models.freeze_until(model, strategy.first_trainable)
     lrs = {"fc": strategy.head_lr} if strategy.head_lr is not None else {}
@@ -158,6 +156,7 @@ def run_strategy(
         model, strategy.lr, param_groups=param_groups_by_stage(model, lrs, default_lr=strategy.lr)
     )
     sched = train.make_scheduler(opt, cfg.step_size, cfg.gamma)
+    options = train.FitOptions(progress=progress, log=log, desc=f"[{strategy.name}] ")
     t1 = time.perf_counter()
     if strategy.first_trainable == "conv1":
         hist = train.fit(
@@ -167,9 +166,7 @@ def run_strategy(
             epochs,
             optimizer=opt,
             scheduler=sched,
-            progress=progress,
-            log=log,
-            desc=f"[{strategy.name}] ",
+            options=options,
         )
     else:
         hist = features.fit_cached(
@@ -182,9 +179,7 @@ def run_strategy(
             cfg,
             optimizer=opt,
             scheduler=sched,
-            progress=progress,
-            log=log,
-            desc=f"[{strategy.name}] ",
+            options=options,
         )
     t2 = time.perf_counter()
     cached = strategy.first_trainable != "conv1"
@@ -223,10 +218,10 @@ def compare_strategies(
     """Run each strategy on the same images for the same epochs; (DataFrame, {name: History})."""
     import pandas as pd
 
-    loaders = data.make_loaders(cfg, augment=False)
+    pair = loaders.make_loaders(cfg, augment=False)
     rows, histories = [], {}
     for s in strategies:
-        row, hist, _ = run_strategy(cfg, s, epochs, head_epochs, loaders, time_steps, progress, log)
+        row, hist, _ = run_strategy(cfg, s, epochs, head_epochs, pair, time_steps, progress, log)
         row = {"image size": cfg.image_size, **row}
         rows.append(row)
         histories[s.name] = hist
@@ -326,8 +321,7 @@ def fit_with_loss(
         optimizer=opt,
         scheduler=constant,
         criterion=criterion,
-        progress=False,
-        log=None,
+        options=train.FitOptions(progress=False, log=None),
     )
 
 
@@ -339,7 +333,7 @@ def fit_head(
     criterion: nn.Module | None = None,
     kind: str = "adam",
     num_classes: int = 10,
-    batch_size: int = 128,
+    batch_size: int = config.BATCH_SIZE,
     seed: int = 0,
 ) -> tuple[nn.Linear, train.History]:
     """A new linear head trained on cached features with any loss and optimizer (notebook 06).

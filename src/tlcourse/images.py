@@ -9,36 +9,52 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from . import paths
+from .errors import ImageError, ImageTooLargeError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"})
-# Pillow warns above ~89 Mpx and refuses above ~179 Mpx (decompression-bomb guard). A photo from
-# a phone is 12-50 Mpx; allow up to 250 Mpx so real scans still open.
-Image.MAX_IMAGE_PIXELS = 250_000_000
+# A photo from a phone is 12-50 Mpx; allow up to 250 Mpx so real scans still open (Pillow's own
+# decompression-bomb guard, which would warn from ~89 Mpx, is set to the same limit).
+MAX_PIXELS = 250_000_000
+# Modes over 8 bits per channel (16-bit, 32-bit integer, float) decode to 2-4 bytes per pixel before
+# they are reduced to 8 bits, so they get a lower limit.
+MAX_DEEP_PIXELS = 100_000_000
+MAX_FILE_BYTES = 300_000_000  # read at most this much of one image file (a 250 Mpx TIFF, compressed)
+DEEP_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+_CHUNK_PIXELS = 1 << 20  # deep modes and transparency are converted this many pixels at a time
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
-def load_image(src, name: str | None = None) -> Image.Image:
+def load_image(
+    src, name: str | None = None, max_pixels: int = MAX_PIXELS, max_deep_pixels: int = MAX_DEEP_PIXELS
+) -> Image.Image:
     """Return an RGB PIL image from a path, bytes, file object, PIL image, ndarray or tensor.
 
-    Raises :class:`ImageError` naming the input and the reason when it is not a usable image.
+    Raises :class:`ImageError` naming the input and the reason when it is not a usable image
+    (:class:`ImageTooLargeError` when an encoded image declares more pixels than the limits).
     """
+    limits = (max_pixels, max_deep_pixels)
     if isinstance(src, (str, Path)):
         if not str(src).strip():
             raise ImageError(f"{name or 'input'}: the path is empty; pass the path of an image file")
         if str(src).startswith(("http://", "https://")):
             raise ImageError(f"{src}: a URL; tlcourse reads local files only, so download the image first")
-        return _open_path(Path(src).expanduser())
+        path = Path(src).expanduser()
+        data = paths.read_regular(path, ImageError, "an image file", MAX_FILE_BYTES)
+        return _decode(io.BytesIO(data), str(path), len(data), limits)
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return _decode(io.BytesIO(bytes(src)), name or "uploaded bytes", size=len(src))
+        return _decode(io.BytesIO(bytes(src)), name or "uploaded bytes", len(src), limits)
     if hasattr(src, "read"):
         label = name or str(getattr(src, "name", "file object"))
         try:
-            data = src.read()
+            data = src.read(MAX_FILE_BYTES + 1)
         except (OSError, ValueError) as e:  # closed or unreadable file object
             raise ImageError(f"{label}: cannot read the file object ({e})") from None
         if isinstance(data, str):
             raise ImageError(f"{label}: opened in text mode; open image files with open(path, 'rb')")
-        return _decode(io.BytesIO(data), label, size=len(data))
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageTooLargeError(f"{label}: larger than the {MAX_FILE_BYTES / 1e6:,.0f} MB limit; shrink it first")
+        return _decode(io.BytesIO(data), label, len(data), limits)
     if isinstance(src, Image.Image):
         return _convert(src, name or "PIL image")
     if isinstance(src, torch.Tensor):
@@ -51,21 +67,7 @@ def load_image(src, name: str | None = None) -> Image.Image:
     )
 
 
-def _open_path(path: Path) -> Image.Image:
-    if not path.exists():
-        hint = " (a broken link)" if path.is_symlink() else ""
-        raise ImageError(f"{path}: no such file{hint}; check the path (relative paths start at {Path.cwd()})")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image; pass an image file inside it")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:  # permission denied, I/O error on a failing disk or network share
-        raise ImageError(f"{path}: cannot be read ({e.strerror or e}); check its permissions") from None
-    return _decode(io.BytesIO(data), str(path), size=len(data))
-
-
-def _decode(stream: io.BytesIO, name: str, size: int) -> Image.Image:
+def _decode(stream: io.BytesIO, name: str, size: int, limits: tuple[int, int]) -> Image.Image:
     if size == 0:
         raise ImageError(f"{name}: the file is empty (0 bytes); re-copy or re-download it")
     try:
@@ -84,6 +86,7 @@ def _decode(stream: io.BytesIO, name: str, size: int) -> Image.Image:
         raise ImageError(
             f"{name}: corrupt image header ({type(e).__name__}: {_line(e)}); re-save or replace the file"
         ) from None
+    _check_pixels(img, name, *limits)
     try:
         img.seek(0)  # animated GIF/WebP/TIFF: the first frame
         img.load()
@@ -91,7 +94,25 @@ def _decode(stream: io.BytesIO, name: str, size: int) -> Image.Image:
         raise ImageError(
             f"{name}: truncated or corrupt {img.format or 'image'} data ({_line(e)}); re-save or replace the file"
         ) from None
-    return _convert(img, name)
+    return _convert(img, name, owned=True)
+
+
+def is_deep(img: Image.Image) -> bool:
+    """More than 8 bits per channel (16-bit, 32-bit integer or float), from the header alone."""
+    return img.mode in DEEP_MODES or any(";16" in str(tile.args) for tile in getattr(img, "tile", ()))
+
+
+def _check_pixels(img: Image.Image, name: str, max_pixels: int, max_deep_pixels: int) -> None:
+    """Refuse before decoding: a small file can declare a huge image."""
+    w, h = img.size
+    deep = is_deep(img)
+    limit = min(max_pixels, max_deep_pixels) if deep else max_pixels
+    if w * h > limit:
+        kind = f"{img.mode} images (more than 8 bits per channel)" if deep else "images"
+        raise ImageTooLargeError(
+            f"{name}: {w}x{h} is {w * h / 1e6:,.1f} Mpx, more than the {limit / 1e6:,.0f} Mpx limit for {kind}; "
+            "resize the image"
+        )
 
 
 def _line(e: BaseException) -> str:
@@ -113,6 +134,8 @@ _MAGIC = (
 def _describe_unknown(head: bytes) -> str:
     """A few words on what an unreadable file holds, so 'notes.jpg' says it is text."""
     head = head[:512]
+    if head.startswith(b"%PDF"):  # before the text test: a PDF's first lines are often plain ASCII
+        return "a PDF document"
     if b"\0" not in head:
         try:
             text = head.decode("utf-8")
@@ -129,8 +152,6 @@ def _describe_unknown(head: bytes) -> str:
     for magic, fmt in _MAGIC:
         if head.startswith(magic):
             return f"a damaged {fmt} file (its signature is right but its header is not)"
-    if head.startswith(b"%PDF"):
-        return "a PDF document"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "a zip archive"
     if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
@@ -138,10 +159,10 @@ def _describe_unknown(head: bytes) -> str:
     return f"unrecognised data (starts {head[:8].hex(' ')})"
 
 
-def _convert(img: Image.Image, name: str) -> Image.Image:
+def _convert(img: Image.Image, name: str, owned: bool = False) -> Image.Image:
     try:
         img.load()
-        return to_rgb(img)
+        return _to_rgb(img, owned)
     except ImageError:
         raise
     except Exception as e:  # a lazily opened PIL image whose data is damaged, or an exotic mode
@@ -152,28 +173,68 @@ def _convert(img: Image.Image, name: str) -> Image.Image:
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Apply EXIF rotation, flatten transparency onto white, scale 16-bit and float, convert to RGB."""
+    return _to_rgb(img, owned=False)
+
+
+def _to_rgb(img: Image.Image, owned: bool) -> Image.Image:
+    """:func:`to_rgb`; ``owned``: ``img`` is ours, closed (its memory freed) once a smaller copy replaces it.
+
+    Deep modes are reduced to 8 bits and transparency flattened a band of rows at a time, so a
+    large image never gets a full-size float64 (8 bytes per pixel) or extra RGBA copy.
+    """
     try:
-        img = ImageOps.exif_transpose(img)
+        if img.getexif().get(0x0112, 1) in range(2, 9):  # EXIF orientation; exif_transpose copies even without it
+            img, owned = _replace(img, ImageOps.exif_transpose(img), owned), True
     except Exception:  # damaged EXIF block: keep the pixels as stored rather than refuse the photo
         pass
+    if img.mode in DEEP_MODES:
+        img, owned = _replace(img, _deep_to_l(img), owned), True
+    if img.mode == "P" and "transparency" in img.info:
+        img, owned = _replace(img, img.convert("RGBA"), owned), True
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return _replace(img, _flatten(img), owned)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def _replace(old: Image.Image, new: Image.Image, owned: bool) -> Image.Image:
+    if owned and new is not old:
+        old.close()  # frees the pixel memory now, not when the last reference goes
+    return new
+
+
+def _bands(img: Image.Image):
+    """(top, bottom) row ranges of about ``_CHUNK_PIXELS`` pixels each."""
+    w, h = img.size
+    step = max(1, _CHUNK_PIXELS // max(w, 1))
+    return ((y, min(h, y + step)) for y in range(0, h, step))
+
+
+def _deep_to_l(img: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float image as 8-bit greyscale: 0-65535, 0-255 or 0-1 mapped to 0-255."""
+    w = img.size[0]
     if img.mode.startswith("I;16"):
         top = 65535.0
     elif img.mode == "I":  # 32-bit integers: 16-bit data (old Pillow's 16-bit PNGs) or 8-bit data
-        top = 65535.0 if np.asarray(img).max(initial=0) > 255 else 255.0
-    elif img.mode == "F":
-        top = 1.0 if np.nanmax(np.asarray(img), initial=0) <= 1.0 else 255.0
-    else:
-        top = None
-    if top is not None:
-        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0)
-        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB") if img.mode != "RGB" else img
+        top = 65535.0 if (img.getextrema()[1] or 0) > 255 else 255.0
+    else:  # float: 0-1 or 0-255 data
+        peak = max((np.nanmax(np.asarray(img.crop((0, a, w, b))), initial=0) for a, b in _bands(img)), default=0)
+        top = 1.0 if peak <= 1.0 else 255.0
+    out = np.empty((img.size[1], w), np.uint8)
+    for a, b in _bands(img):
+        band = np.nan_to_num(np.asarray(img.crop((0, a, w, b)), dtype=np.float64), nan=0.0)
+        out[a:b] = np.clip(band / top * 255.0 + 0.5, 0, 255)
+    return Image.fromarray(out)
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """Transparent pixels onto white, as RGB."""
+    w = img.size[0]
+    out = Image.new("RGB", img.size, (255, 255, 255))
+    for a, b in _bands(img):
+        band = img.crop((0, a, w, b)).convert("RGBA")
+        background = Image.new("RGBA", band.size, (255, 255, 255, 255))
+        out.paste(Image.alpha_composite(background, band).convert("RGB"), (0, a))
+    return out
 
 
 def _from_array(arr: np.ndarray, name: str) -> Image.Image:
@@ -218,7 +279,7 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.uint16:
-        return (arr.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+        return ((arr.astype(np.uint32) * 2 + 257) // 514).astype(np.uint8)  # round(arr / 257), no float copy
     if np.issubdtype(arr.dtype, np.integer):
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi > 255:

@@ -21,6 +21,18 @@ def accuracy(logits, labels) -> float:
     return float(skm.accuracy_score(labels, preds))
 
 
+def accuracy_margin(p: float | Sequence[float], n: int | Sequence[int], z: float = 2.0) -> float:
+    """``z`` binomial standard errors of an accuracy ``p`` measured on ``n`` images; given several accuracies
+    (each on its own ``n``), the margin of their sum or difference. Notebooks assert claims beyond it."""
+    ps = [float(p)] if np.ndim(p) == 0 else [float(v) for v in p]
+    ns = [int(n)] * len(ps) if np.ndim(n) == 0 else [int(v) for v in n]
+    if len(ns) != len(ps) or min(ns) < 1:
+        raise ValueError(f"accuracy_margin needs one positive image count per accuracy, got p={p!r}, n={n!r}")
+    # an accuracy of exactly 0 or 1 still has an uncertainty: clip half an image away from the bounds
+    clipped = [(min(max(q, 0.5 / m), 1 - 0.5 / m), m) for q, m in zip(ps, ns)]
+    return z * float(np.sqrt(sum(q * (1 - q) / m for q, m in clipped)))
+
+
 def topk_accuracy(logits, labels, k: int = 3) -> float:
     """Share of samples whose true class is among the ``k`` highest scores."""
     logits = _np(logits)
@@ -104,9 +116,6 @@ class Evaluation:
     classes: tuple[str, ...]
     logits: torch.Tensor
     labels: torch.Tensor
-
-    def report(self) -> str:
-        return classification_report(self.labels, self.logits.argmax(1), self.classes)
 
     def __repr__(self) -> str:
         worst = min(self.per_class_accuracy, key=self.per_class_accuracy.get)

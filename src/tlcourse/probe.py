@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import data, features, models
+from . import augment, data, features, loaders, models
 from .config import Config
 
 
@@ -70,18 +70,18 @@ class LogisticFit:
 
 def clean_loaders(
     cfg: Config, image_size: int | None = None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
-) -> tuple[data.TensorLoader, data.TensorLoader]:
+) -> tuple[loaders.TensorLoader, loaders.TensorLoader]:
     """The profile's train and test images in order, without augmentation, at ``image_size`` px.
 
     ``mean``/``std`` default to the backbone's own normalization (:func:`models.normalization`).
     """
     train, test = data.load_datasets(cfg)
     default_mean, default_std = models.normalization(cfg.backbone)
-    tf = data.BatchTransform(
+    tf = augment.BatchTransform(
         False, image_size or cfg.image_size, default_mean if mean is None else mean, default_std if std is None else std
     )
     kw = dict(batch_size=cfg.batch_size, shuffle=False, transform=tf, device=cfg.device, seed=cfg.seed)
-    return data.TensorLoader(train.images, train.labels, **kw), data.TensorLoader(test.images, test.labels, **kw)
+    return loaders.TensorLoader(train.images, train.labels, **kw), loaders.TensorLoader(test.images, test.labels, **kw)
 
 
 def extract_features(
@@ -92,22 +92,25 @@ def extract_features(
     std=None,
     cache: bool = False,
     progress: bool = True,
+    engine: str = "auto",
 ) -> tuple[features.Features, features.Features]:
     """Pooled features (what ``fc`` sees) of the clean train and test images; the model is not changed.
 
-    ``cache=True`` keeps them on disk under ``cfg.cache_dir`` (reused while the weights are the same).
+    ``cache=True`` keeps them on disk under ``cfg.cache_dir`` (reused while the weights are the same);
+    ``engine`` runs the body (:func:`engine.load_engine`), named in one line when ``progress``.
     """
     prefix, _ = models.split_model(model, "fc")
     train_loader, test_loader = clean_loaders(cfg, image_size, mean, std)
+    kw = dict(progress=progress, engine=engine, log=print if progress else None)
     if not cache:
         return (
-            features.extract(prefix, train_loader, progress=progress),
-            features.extract(prefix, test_loader, progress=progress),
+            features.extract(prefix, train_loader, cache_dir=cfg.cache_dir, **kw),
+            features.extract(prefix, test_loader, cache_dir=cfg.cache_dir, **kw),
         )
     c = cfg.replace(image_size=image_size or cfg.image_size)
     return (
-        features.cached_extract(c, prefix, train_loader, "train", progress=progress),
-        features.cached_extract(c, prefix, test_loader, "test", progress=progress),
+        features.cached_extract(c, prefix, train_loader, "train", **kw),
+        features.cached_extract(c, prefix, test_loader, "test", **kw),
     )
 
 

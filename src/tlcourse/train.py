@@ -1,20 +1,16 @@
-"""The training loop: ``train_one_epoch``, ``evaluate``, ``fit`` -> ``History``, with resumable checkpoints."""
+"""The training loop: ``train_one_epoch``, ``evaluate``, ``fit`` -> ``History``, and the parts ``fit`` composes."""
 
 from __future__ import annotations
 
-import contextlib
-import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from . import checkpoint, models
+from . import checkpoint, config, devices, distributed, loaders, models, training_state
 from .checkpoint import ModelMeta
 
 
@@ -39,45 +35,30 @@ class History:
     stopped_early: bool = False
     interrupted: bool = False
 
+    columns = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")  # not a field
+
     @property
     def best_acc(self) -> float:
         return max(self.test_acc) if self.test_acc else float("nan")
 
+    @property
+    def epochs_done(self) -> int:
+        return self.epoch[-1] if self.epoch else 0
+
+    def record(self, epoch: int, tr: EpochResult, te: EpochResult, lr: float, seconds: float) -> None:
+        """Append one epoch's row; it becomes ``best_epoch`` when its test accuracy is the highest so far."""
+        for name, value in zip(self.columns, (epoch, tr.loss, tr.accuracy, te.loss, te.accuracy, lr, seconds)):
+            getattr(self, name).append(value)
+        if te.accuracy >= self.best_acc:
+            self.best_epoch = epoch
+
     def to_frame(self):
         import pandas as pd
 
-        cols = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"]
-        return pd.DataFrame({c: getattr(self, c) for c in cols}).set_index("epoch")
+        return pd.DataFrame({c: getattr(self, c) for c in self.columns}).set_index("epoch")
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _batches(loader):
-    """An iterator over ``loader``: tqdm.auto would otherwise call ``iter()`` twice (two DataLoader worker starts)."""
-    return iter(loader)
-
-
-def _len(loader) -> int | None:
-    """Number of batches when the loader knows it (a generator does not)."""
-    try:
-        return len(loader)
-    except TypeError:
-        return None
-
-
-def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # channels_last (NHWC) runs these CNNs 1.6-2.2x faster on a CPU too (benchmarks/results/throughput.md).
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 and device.type != "mps" else x
+# ---------------------------------------------------------------- one epoch, evaluation
 
 
 def train_one_epoch(
@@ -96,15 +77,15 @@ def train_one_epoch(
     ``batch_scheduler`` (e.g. one-cycle) is stepped after every batch.
     """
     criterion = criterion or nn.CrossEntropyLoss()
-    device = _device_of(model)
+    device = devices.device_of(model)
     models.train_mode(model)
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    for x, y in tqdm(_batches(loader), total=len(loader), desc=desc, leave=False, disable=not progress):
-        x, y = _to(x, device), y.to(device, non_blocking=True)
+    for x, y in devices.iterate_batches(loader, desc, progress):
+        x, y = devices.to_device(x, device), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, amp):
+        with devices.autocast(device, amp):
             logits = model(x)
             loss = criterion(logits, y)
         if scaler is not None:
@@ -120,7 +101,11 @@ def train_one_epoch(
         total_loss += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
-    return EpochResult(total_loss.item() / max(seen, 1), correct.item() / max(seen, 1))
+    totals = torch.stack([total_loss, correct.float(), torch.tensor(float(seen), device=device)])
+    if distributed.count_shards(loader) > 1:
+        totals = distributed.sum_across(totals)  # the epoch's numbers over every rank's shard
+    loss_sum, n_correct, n_seen = totals.tolist()
+    return EpochResult(loss_sum / max(n_seen, 1), n_correct / max(n_seen, 1))
 
 
 @torch.no_grad()
@@ -130,21 +115,23 @@ def predict(
     """(logits, labels) for a whole loader, on the CPU, in float32.
 
     ``flip_tta`` averages the logits of each image and its mirror image (test-time augmentation).
+    A loader sharded under torchrun gives every rank the whole set's logits, gathered in order.
     """
-    device = _device_of(model)
+    device = devices.device_of(model)
     was_training = model.training
     model.eval()
     outs, labels = [], []
-    for x, y in tqdm(_batches(loader), total=_len(loader), desc="predict", leave=False, disable=not progress):
-        x = _to(x, device)
-        with _autocast(device, amp):
+    for x, y in devices.iterate_batches(loader, "predict", progress):
+        x = devices.to_device(x, device)
+        with devices.autocast(device, amp):
             logits = model(x).float()
             if flip_tta:
                 logits = (logits + model(x.flip(-1)).float()) / 2
         outs.append(logits)
         labels.append(y)
     model.train(was_training)
-    return torch.cat(outs).cpu(), torch.cat(labels).cpu()
+    logits, labels = distributed.gather_from_shards(loader, torch.cat(outs), torch.cat(labels))
+    return logits.cpu(), labels.cpu()
 
 
 def evaluate(
@@ -156,10 +143,13 @@ def evaluate(
     return EpochResult(loss, (logits.argmax(1) == labels).float().mean().item())
 
 
+# ---------------------------------------------------------------- optimizers and schedules
+
+
 def make_optimizer(
     model: nn.Module, lr: float, kind: str = "adam", weight_decay: float = 0.0, param_groups: list[dict] | None = None
 ) -> torch.optim.Optimizer:
-    """Adam (the seed's) or SGD with momentum, over trainable parameters only."""
+    """Adam (the original design's) or SGD with momentum, over trainable parameters only."""
     params = param_groups or [p for p in model.parameters() if p.requires_grad]
     if kind == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -170,8 +160,8 @@ def make_optimizer(
     raise ValueError(f"optimizer kind must be adam, adamw or sgd, not {kind!r}")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, step_size: int = 10, gamma: float = 0.1):
-    """The seed's StepLR: multiply the rate by ``gamma`` every ``step_size`` epochs."""
+def make_scheduler(optimizer: torch.optim.Optimizer, step_size: int = config.STEP_SIZE, gamma: float = config.GAMMA):
+    """StepLR, the original design's schedule: multiply the rate by ``gamma`` every ``step_size`` epochs."""
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
 
 
@@ -186,27 +176,100 @@ def make_one_cycle(optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoc
     )
 
 
-def rng_state() -> dict:
-    """Python, NumPy and torch RNG states as plain data (loadable with ``weights_only=True``)."""
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "torch": torch.get_rng_state(),
-        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+# ---------------------------------------------------------------- the parts fit composes
 
 
-def set_rng_state(state: dict) -> None:
-    """Undo :func:`rng_state`."""
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+@dataclass
+class FitOptions:
+    """How :func:`fit` runs, saves and reports, apart from what it optimizes."""
+
+    device: str | None = None  # default: where the model's parameters are
+    amp: bool = True  # mixed precision on CUDA (config.pick_amp_dtype)
+    compile: bool = False  # torch.compile the steps (worth it on a GPU for long runs)
+    checkpoint_path: str | Path | None = None  # the full training state, written after every epoch
+    resume: bool = False  # continue from checkpoint_path when it exists
+    meta: ModelMeta | None = None  # with checkpoint_path: the best epoch's model file (checkpoint.best_path)
+    whole_model: nn.Module | None = None  # what that file holds when the model trained is only its suffix
+    patience: int | None = None  # stop after this many epochs without a lower test loss
+    progress: bool = True  # progress bars
+    log: Callable[[str], None] | None = print  # one line per epoch; None: silent
+    desc: str = ""  # prefix of those lines and bars, e.g. "[head] "
+    sync_bn: bool = False  # under torchrun: SyncBatchNorm for trainable BatchNorm (CUDA only)
+
+
+@dataclass
+class EarlyStopping:
+    """Stop after ``patience`` epochs without a lower test loss (``None``: never)."""
+
+    patience: int | None = None
+    best_loss: float = float("inf")
+    bad_epochs: int = 0
+
+    def update(self, test_loss: float) -> bool:
+        """Count one epoch's test loss; True when training should stop."""
+        self.bad_epochs = 0 if test_loss < self.best_loss else self.bad_epochs + 1
+        self.best_loss = min(self.best_loss, test_loss)
+        return self.patience is not None and self.bad_epochs >= self.patience
+
+
+@dataclass
+class BestModelFile:
+    """Writes ``model`` as a model file to ``path`` after each epoch that the history marks best."""
+
+    path: Path | None
+    model: nn.Module
+    meta: ModelMeta | None
+
+    def update(self, history: History) -> None:
+        if self.path and self.meta and history.best_epoch == history.epochs_done:
+            checkpoint.save_model(self.path, self.model, self.meta)
+
+
+@dataclass
+class ProgressReport:
+    """The lines :func:`fit` writes through ``log`` (None: silent) and the labels of its progress bars."""
+
+    log: Callable[[str], None] | None
+    desc: str
+    epochs: int
+
+    def say(self, line: str) -> None:
+        if self.log:
+            self.log(line)
+
+    def bar_label(self, epoch: int) -> str:
+        return f"{self.desc}epoch {epoch + 1}/{self.epochs}"
+
+    def epoch_done(self, h: History) -> None:
+        self.say(
+            f"{self.desc}epoch {h.epochs_done:>2}/{self.epochs}  train loss {h.train_loss[-1]:.3f} "
+            f"acc {h.train_acc[-1]:6.2%}  test loss {h.test_loss[-1]:.3f} acc {h.test_acc[-1]:6.2%}  "
+            f"lr {h.lr[-1]:.1e}  {h.seconds[-1]:.1f}s"
+        )
+
+    def interrupted(self, epoch: int, state_path: Path | None) -> None:
+        """Ctrl-C during ``epoch`` (counted from 0): say where the last saved state is, if anywhere."""
+        if state_path is None:
+            where = ""
+        elif epoch > 0 and state_path.exists():
+            where = f"; the state after epoch {epoch} is in {state_path}, resume with resume=True (--resume)"
+        else:
+            where = "; nothing was saved yet"
+        self.say(f"interrupted during epoch {epoch + 1}{where}")
+
+
+def resume_history(state: training_state.TrainingStateFile, patience: int | None, report: ProgressReport):
+    """Restore the run from ``state`` and return its history and early-stopping counters; fresh ones without a file."""
+    saved = state.load()
+    if saved is None:
+        if state.path:
+            report.say(f"nothing to resume at {state.path}; starting at epoch 1")
+        return History(), EarlyStopping(patience)
+    report.say(f"resumed from {state.path} after epoch {saved.epoch}")
+    return History(**saved.history), EarlyStopping(patience, saved.best_loss, saved.bad_epochs)
+
+
+# ---------------------------------------------------------------- fit
 
 
 def fit(
@@ -214,140 +277,71 @@ def fit(
     train_loader,
     test_loader,
     epochs: int,
-    lr: float = 1e-3,
+    lr: float = config.LR_HEAD,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler=None,
-    device: str | None = None,
-    checkpoint_path: str | Path | None = None,
-    meta: ModelMeta | None = None,
-    resume: bool = False,
-    patience: int | None = None,
-    amp: bool = True,
-    progress: bool = True,
-    log: Callable[[str], None] | None = print,
-    desc: str = "",
-    compile: bool = False,
-    whole_model: nn.Module | None = None,
     criterion: nn.Module | None = None,
+    options: FitOptions | None = None,
 ) -> History:
-    """Train for ``epochs``, evaluating after each; the seed's Adam + StepLR(10, 0.1) by default.
+    """Train for ``epochs``, evaluating after each; Adam at ``lr`` and StepLR(STEP_SIZE, GAMMA) by default.
 
-    With ``checkpoint_path`` the full training state is written there after every epoch (resume
-    with ``resume=True``) and, when ``meta`` is given, the best epoch's weights go to
-    :func:`checkpoint.best_path` as a model file. ``patience`` stops after that many
-    epochs without a lower test loss. Ctrl-C ends the run after saving; the history so far is returned.
-    ``compile=True`` runs the steps through ``torch.compile`` (worth it on a GPU for long runs).
-    ``whole_model`` is what the best-epoch file holds when ``model`` is only its trainable suffix.
-    ``criterion`` is the training loss (default cross-entropy); the test loss is always plain cross-entropy.
-    A ``OneCycleLR`` scheduler is stepped every batch, any other once per epoch.
+    ``options`` (:class:`FitOptions`): device, precision, checkpoints, resume, early stopping, reporting. A
+    ``OneCycleLR`` is stepped every batch, any other scheduler once per epoch; Ctrl-C returns the history so far.
+    Under torchrun the steps run through DistributedDataParallel and only rank 0 reports and writes files.
     """
-    device = torch.device(device) if device else _device_of(model)
-    model.to(device)
-    if device.type != "mps":
-        model.to(memory_format=torch.channels_last)
+    opts = options or FitOptions()
+    main = distributed.is_main_process()
+    device = devices.place_model(model, opts.device)
     optimizer = optimizer or make_optimizer(model, lr)
-    step_model = torch.compile(model) if compile else model  # shares parameters with model
     scheduler = scheduler or make_scheduler(optimizer)
-    per_batch = isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
-    scaler = (
-        torch.amp.GradScaler("cuda") if amp and device.type == "cuda" and not torch.cuda.is_bf16_supported() else None
+    batch_scheduler = scheduler if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR) else None
+    ddp_model = distributed.wrap_model(model, opts.sync_bn)  # model itself in a single process
+    step_model = torch.compile(ddp_model) if opts.compile else ddp_model  # shares parameters with model
+    eval_model = step_model if ddp_model is model else model  # DDP's forward syncs buffers; evaluation needs none
+    scaler = devices.make_grad_scaler(device, opts.amp)
+    path = Path(opts.checkpoint_path) if opts.checkpoint_path else None
+    state = training_state.TrainingStateFile(
+        path, model, optimizer, scheduler, getattr(train_loader, "generator", None)
     )
-    history, start, best_loss, bad_epochs = History(), 0, float("inf"), 0
-    path = Path(checkpoint_path) if checkpoint_path else None
-    loader_gen = getattr(train_loader, "generator", None)  # a DataLoader's shuffle generator
-    best_path = checkpoint.best_path(path) if path else None
-    if resume and path and path.exists():
-        state = checkpoint.safe_load(path, checkpoint.STATE_FORMAT)
-        checkpoint.load_weights(model, state.get("model"), path)
-        try:
-            optimizer.load_state_dict(state["optimizer"])
-            lacking = sorted({k for g in optimizer.param_groups for k in optimizer.defaults if k not in g})
-            if lacking:  # e.g. an Adam state (betas) loaded into SGD (momentum)
-                raise ValueError(f"the saved optimizer has no {lacking}; it was another kind")
-            scheduler.load_state_dict(state["scheduler"])
-            set_rng_state(state["rng"])
-        except (KeyError, ValueError, TypeError, RuntimeError) as e:
-            raise checkpoint.CheckpointError(
-                f"{path}: this training state does not match the run ({type(e).__name__}: {e}); it was saved "
-                "with another optimizer or set of trainable layers; delete it or drop resume to start over"
-            ) from None
-        if loader_gen is not None and "loader_rng" in state:
-            loader_gen.set_state(state["loader_rng"])
-        history = History(**state["history"])
-        start, best_loss, bad_epochs = state["epoch"], state["best_loss"], state["bad_epochs"]
-        if log:
-            log(f"resumed from {path} after epoch {start}")
-    elif resume and path and log:
-        log(f"nothing to resume at {path}; starting at epoch 1")
-    epoch = start
+    best = BestModelFile(checkpoint.best_path(path) if path else None, opts.whole_model or model, opts.meta)
+    report = ProgressReport(opts.log if main else None, opts.desc, epochs)
+    if opts.resume:
+        distributed.barrier()  # every rank restores the state rank 0 wrote
+    history, stopping = (
+        resume_history(state, opts.patience, report) if opts.resume else (History(), EarlyStopping(opts.patience))
+    )
+    epoch = history.epochs_done
     try:
-        for epoch in range(start, epochs):
-            if hasattr(train_loader, "set_epoch"):
-                train_loader.set_epoch(epoch)  # TensorLoader: the epoch's shuffle comes from (seed, epoch)
-            t0 = time.perf_counter()
-            lr_now = optimizer.param_groups[0]["lr"]
+        for epoch in range(history.epochs_done, epochs):
+            loaders.set_epoch(train_loader, epoch)
+            t0, lr_now = time.perf_counter(), optimizer.param_groups[0]["lr"]
             tr = train_one_epoch(
                 step_model,
                 train_loader,
                 optimizer,
                 criterion=criterion,
-                amp=amp,
+                amp=opts.amp,
                 scaler=scaler,
-                progress=progress,
-                desc=f"{desc}epoch {epoch + 1}/{epochs}",
-                batch_scheduler=scheduler if per_batch else None,
+                progress=opts.progress and main,
+                desc=report.bar_label(epoch),
+                batch_scheduler=batch_scheduler,
             )
-            te = evaluate(step_model, test_loader, amp=amp) if test_loader is not None else tr
-            if not per_batch:
+            te = evaluate(eval_model, test_loader, amp=opts.amp) if test_loader is not None else tr
+            if batch_scheduler is None:
                 scheduler.step()
-            for name, value in zip(
-                ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"),
-                (epoch + 1, tr.loss, tr.accuracy, te.loss, te.accuracy, lr_now, time.perf_counter() - t0),
-            ):
-                getattr(history, name).append(value)
-            if te.accuracy >= history.best_acc:
-                history.best_epoch = epoch + 1
-                if best_path and meta:
-                    checkpoint.save_model(best_path, whole_model or model, meta)
-            bad_epochs = 0 if te.loss < best_loss else bad_epochs + 1
-            best_loss = min(best_loss, te.loss)
-            if log:
-                log(
-                    f"{desc}epoch {epoch + 1:>2}/{epochs}  train loss {tr.loss:.3f} acc {tr.accuracy:6.2%}  "
-                    f"test loss {te.loss:.3f} acc {te.accuracy:6.2%}  lr {lr_now:.1e}  "
-                    f"{history.seconds[-1]:.1f}s"
-                )
-            if path:
-                checkpoint.atomic_save(
-                    {
-                        "format": checkpoint.STATE_FORMAT,
-                        "version": checkpoint.VERSION,
-                        "epoch": epoch + 1,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "rng": rng_state(),
-                        "history": asdict(history),
-                        "best_loss": best_loss,
-                        "bad_epochs": bad_epochs,
-                        **({"loader_rng": loader_gen.get_state()} if loader_gen is not None else {}),
-                    },
-                    path,
-                )
-            if patience is not None and bad_epochs >= patience:
+            history.record(epoch + 1, tr, te, lr_now, time.perf_counter() - t0)
+            stop = stopping.update(te.loss)  # the same on every rank: all evaluate the whole test set
+            report.epoch_done(history)
+            if main:
+                best.update(history)
+                state.save(history, stopping)
+            if stop:
                 history.stopped_early = True
-                if log:
-                    log(f"early stop: test loss has not improved for {patience} epochs (best {best_loss:.3f})")
+                report.say(
+                    f"early stop: test loss has not improved for {opts.patience} epochs (best {stopping.best_loss:.3f})"
+                )
                 break
     except KeyboardInterrupt:
         history.interrupted = True
-        if log:
-            where = (
-                f"; the state after epoch {epoch} is in {path}, resume with resume=True (--resume)"
-                if path and epoch > 0 and path.exists()
-                else "; nothing was saved yet"
-                if path
-                else ""
-            )
-            log(f"interrupted during epoch {epoch + 1}{where}")
+        report.interrupted(epoch, path)
     return history

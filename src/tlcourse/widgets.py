@@ -1,4 +1,4 @@
-"""ipywidgets for the notebooks: each widget calls the package and ``plots``; nothing is computed here
+"""ipywidgets for the notebooks: each widget calls the package and its plots; nothing is computed here
 that a notebook could not compute without the widget.
 """
 
@@ -19,20 +19,20 @@ def augment_preview(
     """The seed's transforms with chosen (not random) strengths on a uint8 batch -> floats in [0, 1].
 
     Crop with ``padding`` (a random offset per image, fixed by ``seed``), optional mirror, then
-    brightness, contrast and saturation factors (1 = unchanged), through ``tlcourse.data``'s functions.
+    brightness, contrast and saturation factors (1 = unchanged), through ``tlcourse.augment``'s functions.
     """
     import torch
 
-    from . import data
+    from . import augment
 
     x = torch.as_tensor(images).float() / 255
     if padding > 0:
-        x = data.random_crop(x, int(padding), torch.Generator().manual_seed(seed))
+        x = augment.random_crop(x, int(padding), torch.Generator().manual_seed(seed))
     if flip:
         x = x.flip(-1)
     for op, factor in enumerate((brightness, contrast, saturation)):
         if factor != 1.0:
-            x = data.adjust(x, op, torch.full((len(x),), float(factor)))
+            x = augment.adjust(x, op, torch.full((len(x),), float(factor)))
     return x
 
 
@@ -75,8 +75,8 @@ def augmentation_explorer(images, labels=None, classes=None, ncols: int = 8, max
         with out:
             out.clear_output(wait=True)
             x = augment_preview(images, **values)
-            seed_like = all(abs(values[k] - 1) <= 0.2 for k in ("brightness", "contrast", "saturation"))
-            note = "within" if seed_like and values["padding"] <= 4 else "beyond"
+            within_reference = all(abs(values[k] - 1) <= 0.2 for k in ("brightness", "contrast", "saturation"))
+            note = "within" if within_reference and values["padding"] <= 4 else "beyond"
             fig = plots.show_images(
                 x,
                 labels,
@@ -104,14 +104,10 @@ def augmentation_explorer(images, labels=None, classes=None, ncols: int = 8, max
 
 def upload_to_uint8(upload_value, size: int = 32):
     """The first file of a FileUpload's value -> a (1, 3, size, size) uint8 tensor, as CIFAR-10 test images are made."""
-    import numpy as np
-    import torch
-
-    from . import images
+    from . import augment
 
     item = upload_value[0] if isinstance(upload_value, (list, tuple)) else next(iter(upload_value.values()))
-    img = images.fit_square(images.load_image(bytes(item["content"]), name=item.get("name")), size)
-    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None]
+    return augment.load_uint8(bytes(item["content"]), size, name=item.get("name"))
 
 
 def explain_prediction(
@@ -119,14 +115,14 @@ def explain_prediction(
 ):
     """Top-k probabilities and a Grad-CAM overlay for one (1, 3, H, W) uint8 image; returns the figure.
 
-    ``transform``: the test transform, e.g. ``data.BatchTransform(False, image_size, mean, std)``;
+    ``transform``: the test transform, e.g. ``augment.BatchTransform(False, image_size, mean, std)``;
     the map (at the model's input size) is stretched over the original image.
     """
-    from . import explain, plots
+    from . import evalplots, explain
     from .data import CLASSES
 
     cams, probs = explain.grad_cam_and_probs(model, transform(image_uint8), stage=stage)
-    return plots.plot_explained_prediction(
+    return evalplots.plot_explained_prediction(
         image_uint8[0], cams[0], probs[0], classes or CLASSES, true, k, title=title, stage=stage
     )
 
