@@ -45,6 +45,17 @@ def make_grad_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler | 
     return torch.amp.GradScaler("cuda") if amp and config.needs_grad_scaler(config.pick_amp_dtype(device)) else None
 
 
+def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    """``loss.backward()`` and one optimizer step, through ``scaler`` when fp16 needs loss scaling."""
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+    scaler.update()
+
+
 def count_batches(loader) -> int | None:
     """Number of batches when the loader knows it (a generator does not)."""
     try:

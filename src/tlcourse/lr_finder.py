@@ -88,13 +88,7 @@ def range_test(
             optimizer.zero_grad(set_to_none=True)
             with devices.autocast(device, amp):
                 loss = criterion(model(x), y)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            devices.backward_step(loss, optimizer, scaler)
             value = loss.item()
             if not math.isfinite(value):
                 diverged = True

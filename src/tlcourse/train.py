@@ -88,13 +88,7 @@ def train_one_epoch(
         with devices.autocast(device, amp):
             logits = model(x)
             loss = criterion(logits, y)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        devices.backward_step(loss, optimizer, scaler)
         if batch_scheduler is not None:
             batch_scheduler.step()
         # Accumulate on the device: no host round trip per step.
