@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
-from PIL import Image
+import matplotlib
 
-from tlcourse import config, data, export, features, loaders, models, quantize, train
-from tlcourse.checkpoint import ModelMeta
+matplotlib.use("Agg")  # figures are drawn, never shown, in every test
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from tlcourse import config, data, export, features, loaders, models, quantize, train  # noqa: E402
+from tlcourse.checkpoint import ModelMeta  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close every figure a test drew, so none piles up across the session."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from tlcourse import augment, plots, widgets  # noqa: E402
+from tlcourse import augment, plots, widgets
 
 
 def _images(n: int = 4) -> torch.Tensor:
