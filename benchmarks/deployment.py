@@ -28,10 +28,10 @@ CLAIMED_CPU_MS = 10.0  # the seed document's claim: "~10 ms per image on CPU"
 
 def trained_model(cfg: config.Config, head_epochs: int) -> tuple[torch.nn.Module, ModelMeta, str]:
     """The pretrained backbone with a head trained on cached features of the profile's training images."""
-    train_loader, test_loader = loaders.make_loaders(cfg, augment=False)
+    train_loader, val_loader, _ = loaders.make_loaders(cfg, augment=False)
     model = models.build_model(cfg.backbone, pretrained=True)
     quiet = train.FitOptions(progress=False, log=None)
-    hist = features.fit_cached(model, "fc", train_loader, test_loader, head_epochs, cfg.lr_head, cfg, options=quiet)
+    hist = features.fit_cached(model, "fc", train_loader, val_loader, head_epochs, cfg.lr_head, cfg, options=quiet)
     meta = ModelMeta(cfg.backbone, data.CLASSES, cfg.image_size, *models.normalization(cfg.backbone))
     n = "all" if cfg.train_size is None else f"{cfg.train_size:,}"
     return (
@@ -39,7 +39,7 @@ def trained_model(cfg: config.Config, head_epochs: int) -> tuple[torch.nn.Module
         meta,
         (
             f"head trained on cached features of {n} training images ({head_epochs} epochs, "
-            f"best test accuracy during training {hist.best_acc:.1%})"
+            f"best validation accuracy {hist.best_val_acc:.1%})"
         ),
     )
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.replace(backbone=meta.backbone, image_size=meta.image_size)
     else:
         model, meta, origin = trained_model(cfg, a.head_epochs)
-    _, test = data.load_datasets(cfg)
+    test = data.load_datasets(cfg).test
     tf = augment.BatchTransform(False, meta.image_size, meta.mean, meta.std)
     test_x, test_y = tf(test.images.clone()), test.labels
     calib = quantize.calibration_images(cfg, meta, a.calibration)

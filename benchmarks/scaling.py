@@ -54,7 +54,7 @@ def sync() -> None:
 
 def measure_speed(cfg: config.Config, a: argparse.Namespace) -> float:
     """Global training images per second over ``a.epochs`` epochs, after one warm-up epoch."""
-    train_loader, _ = loaders.make_loaders(cfg, augment=True)
+    train_loader = loaders.make_loaders(cfg, augment=True).train
     model = models.build_model(cfg.backbone).to(cfg.device, memory_format=torch.channels_last)
     models.freeze_until(model, "layer4")
     step_model = distributed.wrap_model(model)
@@ -73,7 +73,7 @@ def measure_speed(cfg: config.Config, a: argparse.Namespace) -> float:
 def run_equivalence(cfg: config.Config, a: argparse.Namespace, out: Path) -> None:
     """One epoch, head only, full forward, global batch 2 x batch size; rank 0 saves the head."""
     world = distributed.get_world_size()
-    train_loader, _ = loaders.make_loaders(cfg.replace(batch_size=2 * a.batch_size // world), augment=False)
+    train_loader = loaders.make_loaders(cfg.replace(batch_size=2 * a.batch_size // world), augment=False).train
     runtime.seed_everything(cfg.seed)  # the same new head for 1 and for 2 processes
     model = models.build_model(cfg.backbone).to(cfg.device, memory_format=torch.channels_last)
     models.freeze_until(model, "fc")
@@ -85,7 +85,7 @@ def run_equivalence(cfg: config.Config, a: argparse.Namespace, out: Path) -> Non
 
 def measure_features(cfg: config.Config) -> dict[str, float]:
     """Seconds to give every rank the frozen body's features: shard + all-gather vs rank 0 + broadcast."""
-    train_loader, test_loader = loaders.make_loaders(cfg, augment=False)
+    train_loader, _, test_loader = loaders.make_loaders(cfg, augment=False)
     model = models.build_model(cfg.backbone).to(cfg.device)
     prefix, _ = models.split_model(model, "fc")
     clean = features.without_augmentation(train_loader, test_loader)

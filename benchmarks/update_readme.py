@@ -11,6 +11,8 @@ from pathlib import Path
 
 from common import RESULTS, read_table
 
+from tlcourse import config
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = {  # README marker -> result files, in order
     "notebook-times": ["notebook_times"],
@@ -38,7 +40,11 @@ def splice(text: str, marker: str, body: str) -> str:
     return pattern.sub(lambda m: m.group(1) + body, text, count=1)
 
 
-PROFILE_ROWS = {"smoke": "smoke (500 / 200 images)", "quick": "quick (10,000 / 2,000 images)"}
+PROFILE_ROWS = {  # the profiles' own sizes: train / validation / test images
+    name: f"{name} ({p.train_size:,} / {p.val_size:,} / {p.test_size:,} images)"
+    for name, p in config.PROFILES.items()
+    if name in ("smoke", "quick")
+}
 
 
 def notebook_times() -> dict[str, dict[str, str]]:

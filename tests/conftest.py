@@ -53,10 +53,10 @@ def trained_lite0(cfg, one_thread):
     """EfficientNet-Lite0 (ImageNet) with a head trained on cached features of the smoke subset:
     (model, meta, test images, test labels, test logits, 128 calibration images)."""
     cfg = cfg.replace(backbone="efficientnet_lite0")
-    train_loader, test_loader = loaders.make_loaders(cfg, augment=False)
+    train_loader, val_loader, test_loader = loaders.make_loaders(cfg, augment=False)
     model = models.build_model(cfg.backbone, pretrained=True)
     quiet = train.FitOptions(progress=False, log=None)
-    features.fit_cached(model, "fc", train_loader, test_loader, epochs=10, lr=1e-3, cfg=cfg, options=quiet)
+    features.fit_cached(model, "fc", train_loader, val_loader, epochs=10, lr=1e-3, cfg=cfg, options=quiet)
     model.eval()
     meta = ModelMeta(cfg.backbone, data.CLASSES, cfg.image_size, *models.normalization(cfg.backbone))
     x = torch.cat([xb for xb, _ in test_loader])

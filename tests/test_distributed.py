@@ -79,7 +79,7 @@ def run_fit(workdir: Path, batch_size: int, epochs: int, resume: bool = False, d
     )
     history = train.fit(model, train_loader, test_loader, epochs, lr=1e-2, options=options)
     if distributed.is_main_process():
-        torch.save({"weights": model.state_dict(), "test_acc": history.test_acc}, workdir / "result.pt")
+        torch.save({"weights": model.state_dict(), "val_acc": history.val_acc}, workdir / "result.pt")
 
 
 class DyingLoader(loaders.TensorLoader):
@@ -184,8 +184,8 @@ def test_two_processes_match_one_with_the_same_global_batch(straight_run, tmp_pa
     for name, w in one["weights"].items():
         torch.testing.assert_close(ddp["weights"][name], w, rtol=1e-5, atol=1e-6, msg=name)
     assert not torch.equal(one["weights"]["7.weight"], tiny_model()[7].weight)  # training did move the head
-    # Evaluation is sharded and gathered: the same accuracy on the same 20 test images, epoch by epoch.
-    assert ddp["test_acc"] == pytest.approx(one["test_acc"])
+    # Evaluation is sharded and gathered: the same accuracy on the same 20 held-out images, epoch by epoch.
+    assert ddp["val_acc"] == pytest.approx(one["val_acc"])
 
 
 @pytest.mark.slow

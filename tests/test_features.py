@@ -53,8 +53,8 @@ def test_fit_cached_trains_the_suffix_inside_the_model(tmp_path, monkeypatch):
     fc_before = model.fc.weight.clone()
     tr, te = _loaders()
     quiet = train.FitOptions(progress=False, log=None)
-    hist = features.fit_cached(model, "layer4", tr, te, epochs=2, lr=1e-3, cfg=cfg, options=quiet)
-    assert len(hist.test_acc) == 2
+    hist = features.fit_cached(model, "layer4", tr, te, epochs=2, lr=1e-3, cfg=cfg, options=quiet, test_loader=te)
+    assert len(hist.val_acc) == 2 and hist.test_acc == pytest.approx(train.evaluate(model, te).accuracy)
     assert torch.equal(model.layer3[0].conv1.weight, layer3_before)
     assert not torch.equal(model.fc.weight, fc_before)
 

@@ -106,8 +106,9 @@ def test_fit_with_loss_runs_a_custom_criterion():
     assert hist.lr == pytest.approx([1e-2] * 3)  # a constant rate
     with torch.no_grad():
         logits = head(x)
-    assert hist.test_loss[-1] == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-5)  # plain CE
-    assert hist.test_acc[-1] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    best = hist.best_epoch - 1  # the head ends with its best validation epoch's weights
+    assert hist.val_loss[best] == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-5)  # plain CE
+    assert hist.val_acc[best] == pytest.approx((logits.argmax(1) == y).float().mean().item())
 
 
 @pytest.mark.slow
@@ -120,7 +121,7 @@ def test_compare_strategies_on_real_data(cfg):
     table, histories = finetune.compare_strategies(small, strategies, epochs=1, time_steps=1, progress=False)
     assert list(table.index) == ["head", "all"] and set(histories) == {"head", "all"}
     assert table.loc["head", "trainable params"] < table.loc["all", "trainable params"]
-    assert table["test acc"].between(0, 1).all()
+    assert table["test acc"].between(0, 1).all() and table["val acc"].between(0, 1).all()
     assert (table["s/epoch (end to end, est.)"] > 0).all()
     assert bool(table.loc["head", "cached"]) and not bool(table.loc["all", "cached"])
 
@@ -139,7 +140,9 @@ def test_fit_head_starts_from_the_same_head_and_learns():
     assert torch.equal(h1.weight, h2.weight)  # same seed, same start
     assert torch.equal(state, torch.get_rng_state())  # global random state untouched
     head, hist = finetune.fit_head(tr, te, 15, 1e-1, num_classes=3, batch_size=16)
-    assert hist.test_acc[-1] > 0.8  # three well-separated clusters
+    assert hist.best_val_acc > 0.8 and hist.test_acc is None  # three well-separated clusters; no test set given
+    _, tested = finetune.fit_head(tr, te, 15, 1e-1, num_classes=3, batch_size=16, test_feats=te)
+    assert tested.test_acc == pytest.approx(tested.best_val_acc)  # the same images: the best epoch's score
 
 
 def test_run_strategy_sets_bn_momentum(cfg):

@@ -98,12 +98,16 @@ def test_torch_loaders_skip_the_same_and_batch_mixed_sizes(tmp_path):
     _clutter(root)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        train_loader, test_loader = loaders.make_torch_loaders(_cfg(tmp_path, data_dir=root))
+        cfg = _cfg(tmp_path, data_dir=root)
+        train_loader, test_loader = loaders.make_torch_loaders(cfg)
     msgs = [str(w.message) for w in rec if "skipped" in str(w.message)]
     assert len(msgs) == 2 and all("3 unreadable images" in m for m in msgs)  # one per split
-    assert len(train_loader.dataset) == len(test_loader.dataset) == 13
+    assert len(test_loader.dataset) == 13 and len(train_loader.dataset) == 13 - 13 // 5  # a fifth validates
     seen = torch.cat([y for _, y in train_loader])  # every file decodes: no batch fails mid-epoch
-    assert sorted(seen.tolist()) == [0] * 4 + [1] * 4 + [2] * 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast_train = data.load_datasets(cfg).train  # the fast loaders train on the same images
+    assert sorted(seen.tolist()) == sorted(fast_train.labels.tolist())
     x, _ = next(iter(test_loader))
     assert x.shape[1:] == (3, 32, 32) and torch.isfinite(x).all()
 
@@ -113,8 +117,9 @@ def test_make_loaders_on_a_custom_folder(tmp_path):
     _clutter(root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        train_loader, _ = loaders.make_loaders(_cfg(tmp_path, data_dir=root))
-    assert train_loader.num_samples == 13
+        train_loader, val_loader, _ = loaders.make_loaders(_cfg(tmp_path, data_dir=root))
+    assert train_loader.num_samples + val_loader.num_samples == 13  # a fifth of a small split validates
+    assert val_loader.num_samples == 13 // 5
 
 
 def test_mismatched_class_sets_are_refused(tmp_path):

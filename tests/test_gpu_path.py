@@ -31,7 +31,7 @@ def test_compiled_steps_match_eager():
         net_b, tr_b, te_b, epochs=2, lr=1e-2, options=train.FitOptions(progress=False, log=None, compile=True)
     )
     # Inductor fuses and reorders float arithmetic, so agreement is close, not bitwise.
-    for a, b in zip(h_eager.train_loss + h_eager.test_loss, h_comp.train_loss + h_comp.test_loss):
+    for a, b in zip(h_eager.train_loss + h_eager.val_loss, h_comp.train_loss + h_comp.val_loss):
         assert abs(a - b) < 2e-3
     for (name, pa), pb in zip(net_a.state_dict().items(), net_b.state_dict().values()):
         torch.testing.assert_close(pa, pb, atol=2e-3, rtol=2e-3, msg=name)

@@ -314,9 +314,9 @@ def test_loaders_convert_every_form(good, tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing skipped, nothing to warn about
         arrays = data.load_split("train", cfg=cfg)
-        train_loader, _ = loaders.make_torch_loaders(cfg)
+        _, test_loader = loaders.make_torch_loaders(cfg)  # the test split: no validation slice held out
     assert len(arrays) == len(GOOD_NAMES) and arrays.images.shape[1:] == (3, 32, 32)
-    x, y = next(iter(train_loader))
+    x, y = next(iter(test_loader))
     assert x.shape == (len(GOOD_NAMES), 3, 32, 32) and torch.isfinite(x).all()
 
 

@@ -17,10 +17,10 @@ def test_tensor_loader_shuffles_per_epoch_and_repeats_with_set_epoch():
 
 @pytest.mark.slow
 def test_real_cifar10_loaders(cfg):
-    train_loader, test_loader = loaders.make_loaders(cfg)
+    train_loader, val_loader, test_loader = loaders.make_loaders(cfg)
     x, y = next(iter(train_loader))
     assert x.shape == (128, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
-    assert train_loader.num_samples == 500 and test_loader.num_samples == 200
+    assert (train_loader.num_samples, val_loader.num_samples, test_loader.num_samples) == (500, 100, 200)
     torch_train, _ = loaders.make_torch_loaders(cfg)
     xs, ys = next(iter(torch_train))
     assert xs.shape == x.shape
@@ -46,8 +46,8 @@ def test_replace_returns_an_independent_loader_with_only_the_named_fields_change
 
 @pytest.mark.slow
 def test_make_loaders_augments_training_images_and_not_test_images(cfg):
-    train_loader, test_loader = loaders.make_loaders(cfg)
-    train_arrays, test_arrays = data.load_datasets(cfg)
+    train_loader, _, test_loader = loaders.make_loaders(cfg)
+    train_arrays, _, test_arrays = data.load_datasets(cfg)
     mean, std = models.normalization(cfg.backbone)
     plain = augment.BatchTransform(False, cfg.image_size, mean, std)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
 
-from tlcourse import checkpoint, loaders, metrics, models, recipes, train
+from tlcourse import checkpoint, config, loaders, metrics, models, recipes, train
 from tlcourse.__main__ import main
 from tlcourse.classifier import ImageClassifier
+from tlcourse.errors import ConfigError
 
 
 def test_unknown_recipe_lists_the_known_ones():
@@ -65,7 +67,7 @@ def test_cpu_fast_evaluates_on_cached_features_what_the_saved_model_computes(cfg
     # The standardization folded into fc and the TTA on cached features equal the saved model run on images.
     loaded = ImageClassifier.from_checkpoint(tmp_path / "m.pt", device="cpu")
     assert loaded.meta.backbone == "efficientnet_lite0_multiscale" and loaded.model.fc.in_features == 1712
-    test_loader = loaders.make_loaders(c.replace(backbone=loaded.meta.backbone, image_size=32), augment=False)[1]
+    test_loader = loaders.make_loaders(c.replace(backbone=loaded.meta.backbone, image_size=32), augment=False).test
     logits, labels = train.predict(loaded.model, test_loader, flip_tta=True)
     scale = float(evaluation.logits.abs().max())  # other summation orders (engines, memory layouts)
     torch.testing.assert_close(logits, evaluation.logits, rtol=0, atol=1e-4 * scale)
@@ -80,22 +82,51 @@ def test_head_only_recipe_with_mirrored_training_copies(cfg, fresh_cache):
     assert "all layers, end to end" not in seconds and len(evaluation.labels) == cfg.test_size
     assert {n.split(".")[0] for n, p in clf.model.named_parameters() if p.requires_grad} == {"fc"}
     assert len(list((fresh_cache.cache_dir / "features").glob("train-*.pt"))) == 2  # the images and their mirror images
-    # fc trained on standardized features; folded, it scores the raw test features as fit measured them
-    assert abs(evaluation.accuracy - clf.history.test_acc[-1]) <= 1 / cfg.test_size
+    # no validation slice under a fixed schedule: every training image of the profile trains
+    assert clf.history.test_acc is None and all(math.isnan(v) for v in clf.history.val_acc)
 
 
-def test_fit_standardized_head_folds_the_scaling_into_fc():
+def test_fit_standardized_head_folds_the_scaling_into_fc(monkeypatch):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(256, 8, generator=g) * torch.linspace(0.1, 50, 8) + 7
     y = (x[:, 0] > 7).long()
     fc = torch.nn.Linear(8, 2)
     recipe = dataclasses.replace(recipes.get_recipe("cpu-fast"), head_epochs=1, head_batch_size=64)
-    history = recipes.fit_standardized_head(fc, x, y, x, y, recipe)
-    with torch.no_grad():
-        acc = float((fc(x).argmax(1) == y).float().mean())
-    assert acc == pytest.approx(history.test_acc[-1], abs=1 / 256)
+    trained = {}
+
+    def fit_then_look(head, loader, *args, **kwargs):  # the head's logits on the standardized features it trained on
+        history = real_fit(head, loader, *args, **kwargs)
+        with torch.no_grad():
+            trained["logits"] = head(loader.all_views[0]).clone()
+        return history
+
+    real_fit = train.fit
+    monkeypatch.setattr(train, "fit", fit_then_look)
+    recipes.fit_standardized_head(fc, x, y, recipe)
+    with torch.no_grad():  # folded: the same logits from the raw features
+        torch.testing.assert_close(fc(x), trained["logits"], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(trained["logits"], torch.zeros(1), atol=1e-2)
 
 
 def test_cli_recipe_unknown_name_is_one_line(capsys):
     assert main(["train", "--recipe", "nope", "--profile", "smoke"]) != 0
     assert "unknown recipe" in capsys.readouterr().err
+
+
+def test_gpu_recipe_fine_tunes_everything_at_224_px_and_is_refused_on_a_cpu(cfg):
+    gpu = recipes.get_recipe("gpu-224")
+    assert (gpu.image_size, gpu.needs_gpu) == (224, True) and gpu.epochs > 0  # every layer, end to end
+    with pytest.raises(ConfigError, match="needs a CUDA GPU.*cpu-fast"):
+        recipes.run_recipe(gpu, cfg.replace(device="cpu"), progress=False, log=None)
+
+
+@pytest.mark.slow
+def test_course_model_chooses_its_epoch_on_validation_and_scores_the_test_set_once(fresh_cache):
+    course = recipes.train_course_model(fresh_cache, progress=False, log=None)
+    h = course.history
+    assert course.cfg.image_size == config.COURSE_IMAGE_SIZE and len(h.epoch) == config.COURSE_HEAD_EPOCHS
+    assert {n.split(".")[0] for n, p in course.clf.model.named_parameters() if p.requires_grad} == {"fc"}
+    assert course.loaders.val.num_samples == fresh_cache.val_size and h.best_val_acc == max(h.val_acc)
+    # the test figure is the kept (best validation) epoch's model, run on the images end to end
+    n = course.loaders.test.num_samples
+    assert abs(course.clf.evaluate(course.loaders.test).accuracy - h.test_acc) <= 1 / n + 1e-9

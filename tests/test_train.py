@@ -1,8 +1,9 @@
 import math
 
+import pytest
 import torch
 
-from tlcourse import checkpoint, config, loaders, models, train
+from tlcourse import checkpoint, config, errors, loaders, models, tracking, train
 
 
 def _tiny(n=64, seed=0):
@@ -24,8 +25,9 @@ def test_fit_learns_and_records_history():
     tr, te = _tiny()
     hist = train.fit(_net(), tr, te, epochs=4, lr=1e-2, options=QUIET)
     assert hist.epoch == [1, 2, 3, 4] and all(math.isfinite(v) for v in hist.train_loss)
-    assert hist.test_acc[-1] > 0.9 and hist.train_loss[-1] < hist.train_loss[0]
-    assert list(hist.to_frame().columns) == ["train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"]
+    assert hist.val_acc[-1] > 0.9 and hist.train_loss[-1] < hist.train_loss[0]
+    assert list(hist.to_frame().columns) == ["train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    assert hist.test_acc is None  # no test loader given: no test figure
 
 
 def test_step_lr_multiplies_the_rate_every_step_size_epochs():
@@ -54,7 +56,7 @@ def test_optimizer_skips_frozen_parameters():
 def test_early_stopping_and_best_checkpoint(tmp_path):
     tr, _ = _tiny()
     noise = torch.randn(32, 3, 8, 8, generator=torch.Generator().manual_seed(9))
-    te = loaders.TensorLoader(noise, torch.randint(0, 2, (32,)), 32)  # nothing to learn: test loss soon stops falling
+    te = loaders.TensorLoader(noise, torch.randint(0, 2, (32,)), 32)  # nothing to learn: val loss soon stops falling
     meta = checkpoint.ModelMeta("resnet18", ("a", "b"), 8, (0.0,) * 3, (1.0,) * 3)
     hist = train.fit(
         _net(),
@@ -89,10 +91,10 @@ def test_defaults_come_from_config():
 
 
 def test_early_stopping_counts_epochs_without_a_lower_loss():
-    stopping = train.EarlyStopping(patience=2)
+    stopping = tracking.EarlyStopping(patience=2)
     assert [stopping.update(loss) for loss in (1.0, 0.9, 0.95, 0.9)] == [False, False, False, True]
     assert (stopping.best_loss, stopping.bad_epochs) == (0.9, 2)
-    never = train.EarlyStopping(patience=None)
+    never = tracking.EarlyStopping(patience=None)
     assert not any(never.update(1.0) for _ in range(10))
 
 
@@ -102,4 +104,74 @@ def test_fit_reports_one_line_per_epoch():
     train.fit(
         _net(), tr, te, epochs=2, lr=1e-2, options=train.FitOptions(progress=False, log=lines.append, desc="[x] ")
     )
-    assert len(lines) == 2 and lines[0].startswith("[x] epoch  1/2  train loss") and "test loss" in lines[1]
+    assert len(lines) == 2 and lines[0].startswith("[x] epoch  1/2  train loss") and "val loss" in lines[1]
+
+
+class _Counted:
+    """Wraps a loader; ``passes`` counts the passes over it, ``at`` records ``clock[0]`` at each pass."""
+
+    def __init__(self, loader, clock: list[int] | None = None, on_pass=None):
+        self.loader, self.clock, self.on_pass = loader, clock, on_pass
+        self.passes, self.at = 0, []
+
+    def __iter__(self):
+        self.passes += 1
+        self.at.append(self.clock[0] if self.clock else None)
+        if self.on_pass:
+            self.on_pass()
+        return iter(self.loader)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+def test_fit_never_evaluates_the_test_loader_before_training_ends():
+    tr, te = _tiny()
+    training = _Counted(tr)
+    clock = [0]
+    training.on_pass = lambda: clock.__setitem__(0, training.passes)  # training passes so far
+    val, test = _Counted(te, clock), _Counted(te, clock)
+    hist = train.fit(_net(), training, val, epochs=3, lr=1e-2, options=QUIET, test_loader=test)
+    assert val.at == [1, 2, 3]  # validation after every epoch
+    assert test.at == [3]  # the test set once, after the last epoch
+    assert hist.test_acc is not None and hist.test_loss is not None
+
+
+def test_fit_chooses_and_restores_the_best_epoch_on_validation():
+    tr, te = _tiny()
+    net = _net()
+    seen = {}
+
+    def snapshot():  # the weights each validation pass scores
+        seen[len(seen) + 1] = {k: v.clone() for k, v in net.state_dict().items()}
+
+    flipped = loaders.TensorLoader(te.x, 1 - te.y, 32)  # the more the net learns, the worse it scores here
+    hist = train.fit(net, tr, _Counted(flipped, on_pass=snapshot), epochs=4, lr=1e-2, options=QUIET, test_loader=te)
+    best = max(range(4), key=lambda i: (hist.val_acc[i], i)) + 1  # ties go to the later epoch, as History.record
+    assert hist.best_epoch == best < 4 and hist.best_val_acc == max(hist.val_acc)
+    for k, v in net.state_dict().items():  # the model ends with the best epoch's weights...
+        assert torch.equal(v, seen[best][k])
+    assert hist.test_acc == pytest.approx(train.evaluate(net, te).accuracy)  # ...and the test figure is theirs
+
+
+def test_resuming_a_state_that_chose_on_the_test_set_is_refused(tmp_path):
+    tr, te = _tiny()
+    path = tmp_path / "run.state.pt"
+    train.fit(_net(), tr, te, 1, options=train.FitOptions(checkpoint_path=path, progress=False, log=None))
+    state = torch.load(path, weights_only=True)
+    h = state["history"]
+    h["test_loss"], h["test_acc"] = h.pop("val_loss"), h.pop("val_acc")  # the layout before validation splits
+    torch.save(state, path)
+    resuming = train.FitOptions(checkpoint_path=path, resume=True, progress=False, log=None)
+    with pytest.raises(errors.CheckpointError, match="older tlcourse.*without resume"):
+        train.fit(_net(), tr, te, 2, options=resuming)
+
+
+def test_fit_without_validation_keeps_the_last_epoch_and_never_stops_early():
+    tr, te = _tiny()
+    lines = []
+    opts = train.FitOptions(patience=1, progress=False, log=lines.append)
+    hist = train.fit(_net(), tr, None, epochs=3, lr=1e-2, options=opts, test_loader=te)
+    assert len(hist.epoch) == 3 and not hist.stopped_early and hist.best_epoch == 3
+    assert all(math.isnan(v) for v in hist.val_loss + hist.val_acc) and "val loss" not in lines[0]
+    assert hist.test_acc is not None and lines[-1].startswith("test (once, after training)")

@@ -83,11 +83,11 @@ def cmd_train(a: argparse.Namespace) -> int:
             say(f"{found.layout.describe()}; images per split: { {s: len(getattr(found, s)) for s in photos.SPLITS} }")
             pl = photos.make_photo_loaders(found, cfg, cfg.image_size)
             phase_loaders = {"head": pl.train if a.uncached else pl.train_clean, "layer4": pl.train}
-            test_loader, final_loader, classes = pl.val, pl.test, found.classes
-        else:
-            train_loader, test_loader = loaders.make_loaders(cfg)
-            phase_loaders, final_loader = {"head": train_loader, "layer4": train_loader}, test_loader
-            classes = data.load_datasets(cfg)[0].classes  # CIFAR-10's, or a custom folder's
+            val_loader, final_loader, classes = pl.val, pl.test, found.classes
+        else:  # CIFAR-10 (or a folder like it): a validation slice of its training split steers the epochs
+            train_loader, val_loader, final_loader = loaders.make_loaders(cfg)
+            phase_loaders = {"head": train_loader, "layer4": train_loader}
+            classes = data.load_datasets(cfg).train.classes  # CIFAR-10's, or a custom folder's
         clf = ImageClassifier(
             cfg.backbone, len(classes), classes, image_size=cfg.image_size, device=cfg.device, weights_path=a.weights
         )
@@ -100,7 +100,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         hist = clf.train(
             phase_loaders[phase],
             epochs,
-            test_loader,
+            val_loader,
             phase=phase,
             lr=distributed.scale_lr(lr, a.lr_scaling),
             progress=not a.no_progress,
@@ -140,7 +140,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         seed=a.seed,
         image_size=clf.meta.image_size,
     )
-    _, test_loader = loaders.make_loaders(cfg, augment=False)
+    test_loader = loaders.make_loaders(cfg, augment=False).test
     result = clf.evaluate(test_loader)
     print(f"test accuracy {result.accuracy:.2%} on {len(result.labels):,} images ({a.checkpoint})")
     for name, acc in result.per_class_accuracy.items():

@@ -32,7 +32,8 @@ class ImageClassifier:
     """A pretrained backbone with a new head, trained in the original design's two phases.
 
     >>> clf = ImageClassifier("efficientnet_lite0", num_classes=10)   # doctest: +SKIP
-    >>> clf.train(train_loader, num_epochs=3); clf.evaluate(test_loader).accuracy   # doctest: +SKIP
+    >>> clf.train(train_loader, num_epochs=3, val_loader=val_loader)   # doctest: +SKIP
+    >>> clf.evaluate(test_loader).accuracy   # doctest: +SKIP
     """
 
     def __init__(
@@ -68,7 +69,7 @@ class ImageClassifier:
         self,
         train_loader,
         num_epochs: int,
-        test_loader=None,
+        val_loader=None,
         phase: str = "head",
         lr: float | None = None,
         checkpoint_path: str | Path | None = None,
@@ -78,11 +79,13 @@ class ImageClassifier:
         log=print,
         cache: bool = False,
         sync_bn: bool = False,
+        test_loader=None,
     ) -> train.History:
         """Freeze for ``phase`` and train with Adam at ``PHASE_LR[phase]`` (unless ``lr``) and ``train.make_scheduler``.
 
         ``cache=True`` (phases head and layer4) computes the frozen part once, without augmentation,
         and trains the rest on its outputs: the course's fast path (notebook 03, benchmarks/phase_speed.py).
+        ``val_loader`` chooses the epoch and early-stops; ``test_loader``, if given, is evaluated once at the end.
         ``sync_bn`` (under torchrun, on GPUs): SyncBatchNorm for the BatchNorm layers that train.
         """
         self.freeze(phase)
@@ -99,10 +102,19 @@ class ImageClassifier:
         lr = lr or PHASE_LR[phase]
         if cache and phase != "all":
             self.history = features.fit_cached(
-                self.model, PHASES[phase], train_loader, test_loader, num_epochs, lr, options=options
+                self.model,
+                PHASES[phase],
+                train_loader,
+                val_loader,
+                num_epochs,
+                lr,
+                options=options,
+                test_loader=test_loader,
             )
         else:
-            self.history = train.fit(self.model, train_loader, test_loader, num_epochs, lr, options=options)
+            self.history = train.fit(
+                self.model, train_loader, val_loader, num_epochs, lr, options=options, test_loader=test_loader
+            )
         return self.history
 
     def evaluate(self, test_loader) -> metrics.Evaluation:

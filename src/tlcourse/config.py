@@ -19,6 +19,7 @@ class Profile:
     name: str
     train_size: int | None  # None = all 50,000
     test_size: int | None  # None = all 10,000
+    val_size: int  # held out of the training split: epochs are chosen on it, never on the test set
     epochs: int  # Phase 1: only the new head trains
     finetune_epochs: int  # Phase 2: layer4 and the head train
     description: str
@@ -26,9 +27,9 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "full": Profile("full", None, None, 10, 10, "all 50k/10k images, the seed's schedule"),
-    "quick": Profile("quick", 10_000, 2_000, 3, 2, "10k/2k images, minutes on a laptop CPU"),
-    "smoke": Profile("smoke", 500, 200, 1, 1, "500/200 images, one epoch: CI", sample_fallback=True),
+    "full": Profile("full", None, None, 5_000, 10, 10, "45k/5k/10k train/val/test images, the seed's schedule"),
+    "quick": Profile("quick", 10_000, 2_000, 1_000, 3, 2, "10k/1k/2k images, minutes on a laptop CPU"),
+    "smoke": Profile("smoke", 500, 200, 100, 1, 1, "500/100/200 images, one epoch: CI", sample_fallback=True),
 }
 
 BACKBONE_NAMES = ("resnet18", "efficientnet_lite0", "efficientnet_lite0_multiscale")
@@ -43,6 +44,8 @@ BATCH_SIZE = 128
 IMAGE_SIZE = 32  # CIFAR-10's own resolution
 CROP_PADDING = 4  # RandomCrop(32, padding=4)
 JITTER = 0.2  # ColorJitter(brightness, contrast, saturation)
+COURSE_IMAGE_SIZE = 128  # the course model (notebooks 00, 05, 07): CIFAR's 32 px upsampled, where the body sees objects
+COURSE_HEAD_EPOCHS = 15  # its head, trained on cached features: seconds per epoch
 PHOTO_SIZE = 224  # a learner's photos (notebook 08): the backbones' ImageNet input size
 PHOTO_CACHE_SIZE = 256  # photos are decoded once to this short side (aspect kept), then cropped to PHOTO_SIZE
 
@@ -94,6 +97,7 @@ class Config:
     num_workers: int = 0
     train_size: int | None = 10_000
     test_size: int | None = 2_000
+    val_size: int = 1_000  # 0: no validation split (a fixed schedule that chooses nothing)
     epochs: int = 3
     finetune_epochs: int = 2
     lr_head: float = LR_HEAD
@@ -135,6 +139,7 @@ def get_config(profile: str | None = None, **overrides) -> Config:
         device=device,
         train_size=p.train_size,
         test_size=p.test_size,
+        val_size=p.val_size,
         epochs=p.epochs,
         finetune_epochs=p.finetune_epochs,
         sample_fallback=p.sample_fallback,

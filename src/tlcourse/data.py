@@ -13,6 +13,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -248,10 +249,34 @@ def subset_indices(labels: torch.Tensor, n: int | None, seed: int = 0) -> torch.
     return torch.cat(picked).sort().values
 
 
-def load_datasets(cfg: Config, root=None) -> tuple[ImageArrays, ImageArrays]:
-    """Train and test arrays, subset to the profile's sizes (the same images for the same seed)."""
+def holdout_indices(labels: torch.Tensor, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices into the training split: ``cfg.val_size`` images balanced across classes held out
+    for validation (at most a fifth of a small split), and the profile's training subset drawn from the rest;
+    disjoint, the same for the same seed."""
+    val = subset_indices(labels, min(cfg.val_size, len(labels) // 5), cfg.seed + 1)
+    rest = torch.ones(len(labels), dtype=torch.bool)
+    rest[val] = False
+    rest = rest.nonzero().squeeze(1)
+    return rest[subset_indices(labels[rest], cfg.train_size, cfg.seed)], val
+
+
+class Splits(NamedTuple):
+    """Train, validation and test arrays: epochs are chosen on ``val``; ``test`` is for the final figure."""
+
+    train: ImageArrays
+    val: ImageArrays
+    test: ImageArrays
+
+
+def load_datasets(cfg: Config, root=None) -> Splits:
+    """Train, validation and test arrays at the profile's sizes (the same images for the same seed).
+
+    The validation images come out of CIFAR-10's training split (:func:`holdout_indices`), never the test split.
+    """
     train, test = load_split("train", root, cfg), load_split("test", root, cfg)
-    return (
-        train.subset(subset_indices(train.labels, cfg.train_size, cfg.seed)),
+    train_idx, val_idx = holdout_indices(train.labels, cfg)
+    return Splits(
+        train.subset(train_idx),
+        train.subset(val_idx),
         test.subset(subset_indices(test.labels, cfg.test_size, cfg.seed)),
     )

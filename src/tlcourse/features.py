@@ -160,25 +160,33 @@ class ViewLoader(TensorLoader):
 
 
 def feature_loaders(
-    train_feats: Features, test_feats: Features, batch_size: int = config.BATCH_SIZE, device: str = "cpu", seed: int = 0
-) -> tuple[ViewLoader, ViewLoader]:
-    """Loaders over cached features, shaped like the image loaders so :func:`train.fit` takes them."""
+    train_feats: Features,
+    *eval_feats: Features | None,
+    batch_size: int = config.BATCH_SIZE,
+    device="cpu",
+    seed: int = 0,
+) -> tuple[ViewLoader | None, ...]:
+    """Loaders over cached features, shaped like the image loaders so :func:`train.fit` takes them.
+
+    The first is shuffled (training); one in-order loader follows for each of ``eval_feats`` (None stays None).
+    """
+    kw = dict(batch_size=batch_size, device=device, seed=seed)
     return (
-        ViewLoader(train_feats, batch_size=batch_size, shuffle=True, device=device, seed=seed),
-        ViewLoader(test_feats, batch_size=batch_size, shuffle=False, device=device, seed=seed),
+        ViewLoader(train_feats, shuffle=True, **kw),
+        *(ViewLoader(f, shuffle=False, **kw) if f is not None else None for f in eval_feats),
     )
 
 
-def without_augmentation(train_loader: TensorLoader, test_loader: TensorLoader) -> TensorLoader:
-    """The training images in order, through the test loader's (non-augmenting) transform."""
-    return train_loader.replace(shuffle=False, drop_last=False, transform=test_loader.transform)
+def without_augmentation(train_loader: TensorLoader, clean_loader: TensorLoader) -> TensorLoader:
+    """The training images in order, through ``clean_loader``'s (non-augmenting) transform."""
+    return train_loader.replace(shuffle=False, drop_last=False, transform=clean_loader.transform)
 
 
 def fit_cached(
     model: nn.Module,
     at: str,
     train_loader,
-    test_loader,
+    val_loader,
     epochs: int,
     lr: float,
     cfg: Config | None = None,
@@ -186,32 +194,38 @@ def fit_cached(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler=None,
     options: train.FitOptions | None = None,
+    test_loader=None,
 ) -> train.History:
     """Freeze everything before ``at``, cache its outputs once, and train the rest on the cache.
 
     ``augment_views=0`` caches one clean pass of the training images; ``K`` > 0 caches K augmented
     passes and trains on view ``epoch % K`` each epoch. The trained weights end up in ``model``.
-    ``cfg`` only says where the cache lives (default: the user cache folder); ``optimizer``, ``scheduler`` and
-    ``options`` go to :func:`train.fit` (``options.progress`` also shows the extraction's progress).
+    ``cfg`` only says where the cache lives (default: the user cache folder); ``optimizer``, ``scheduler``,
+    ``options`` and ``test_loader`` go to :func:`train.fit` (``options.progress`` also shows the extraction's).
     """
     options = options or train.FitOptions()
     models.freeze_until(model, at)
     prefix, suffix = models.split_model(model, at)
-    size = next(iter(test_loader))[0].shape[-1]
+    clean = next(x for x in (val_loader, test_loader, train_loader) if x is not None)
+    size = next(iter(clean))[0].shape[-1]
     dtype = torch.float16 if at != "fc" and size >= 96 else torch.float32  # halves a >1 GB cache
-    if augment_views == 0 and isinstance(train_loader, TensorLoader) and isinstance(test_loader, TensorLoader):
-        train_loader = without_augmentation(train_loader, test_loader)
+    if augment_views == 0 and isinstance(train_loader, TensorLoader) and isinstance(clean, TensorLoader):
+        train_loader = without_augmentation(train_loader, clean)
     views = max(augment_views, 1)
-    tr = cached_extract(cfg, prefix, train_loader, "train", views, dtype, options.progress, log=options.log)
-    te = cached_extract(cfg, prefix, test_loader, "test", 1, dtype, options.progress, log=options.log)
-    if dtype != torch.float32:
-        tr, te = Features(tr.x.float(), tr.y), Features(te.x.float(), te.y)
-    ftr, fte = feature_loaders(
-        tr,
-        te,
-        getattr(train_loader, "batch_size", config.BATCH_SIZE),
-        str(next(model.parameters()).device),
-        getattr(train_loader, "seed", 0),
+
+    def extract_split(loader, split: str, n_views: int = 1) -> Features | None:
+        if loader is None:
+            return None
+        f = cached_extract(cfg, prefix, loader, split, n_views, dtype, options.progress, log=options.log)
+        return f if dtype == torch.float32 else Features(f.x.float(), f.y)
+
+    ftr, fval, fte = feature_loaders(
+        extract_split(train_loader, "train", views),
+        extract_split(val_loader, "val"),
+        extract_split(test_loader, "test"),
+        batch_size=getattr(train_loader, "batch_size", config.BATCH_SIZE),
+        device=str(next(model.parameters()).device),
+        seed=getattr(train_loader, "seed", 0),
     )
     options = dataclasses.replace(options, whole_model=model)
-    return train.fit(suffix, ftr, fte, epochs, lr, optimizer, scheduler, options=options)
+    return train.fit(suffix, ftr, fval, epochs, lr, optimizer, scheduler, options=options, test_loader=fte)

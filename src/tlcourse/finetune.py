@@ -116,12 +116,12 @@ def run_strategy(
     strategy: Strategy,
     epochs: int,
     head_epochs: int = 0,
-    loader_pair=None,
+    loader_set: loaders.LoaderSet | None = None,
     time_steps: int = 2,
     progress: bool = True,
     log=None,
 ) -> tuple[dict, train.History, nn.Module]:
-    """Train one strategy without augmentation; return (table row, history, model).
+    """Train one strategy without augmentation, choose its epoch on validation; return (table row, history, model).
 
     ``head_epochs`` > 0 first trains the new head of a pretrained model alone on cached features
     (the seed's Phase 1; skipped for random weights). ``fc`` and ``layer4`` strategies train on
@@ -132,7 +132,7 @@ def run_strategy(
     """
     if strategy.first_trainable not in ("fc", "layer4", "conv1"):
         raise ValueError(f"first_trainable must be fc, layer4 or conv1, not {strategy.first_trainable!r}")
-    train_loader, test_loader = loader_pair or loaders.make_loaders(cfg, augment=False)
+    train_loader, val_loader, test_loader = loader_set or loaders.make_loaders(cfg, augment=False)
     torch.manual_seed(cfg.seed)
     model = models.build_model(cfg.backbone, len(data.CLASSES), pretrained=strategy.pretrained)
     model = model.to(cfg.device)
@@ -144,7 +144,7 @@ def run_strategy(
             model,
             "fc",
             train_loader,
-            test_loader,
+            val_loader,
             head_epochs,
             cfg.lr_head,
             cfg,
@@ -162,24 +162,26 @@ def run_strategy(
         hist = train.fit(
             model,
             train_loader,
-            test_loader,
+            val_loader,
             epochs,
             optimizer=opt,
             scheduler=sched,
             options=options,
+            test_loader=test_loader,
         )
     else:
         hist = features.fit_cached(
             model,
             strategy.first_trainable,
             train_loader,
-            test_loader,
+            val_loader,
             epochs,
             strategy.lr,
             cfg,
             optimizer=opt,
             scheduler=sched,
             options=options,
+            test_loader=test_loader,
         )
     t2 = time.perf_counter()
     cached = strategy.first_trainable != "conv1"
@@ -194,8 +196,9 @@ def run_strategy(
         "trainable params": counts.trainable,
         "lr": strategy.lr if strategy.head_lr is None else f"{strategy.head_lr:g} head / {strategy.lr:g}",
         "epochs": len(hist.epoch),
-        "test acc": hist.test_acc[-1] if hist.test_acc else float("nan"),
-        "best test acc": hist.best_acc,
+        "best epoch": hist.best_epoch,
+        "val acc": hist.best_val_acc,
+        "test acc": hist.test_acc if hist.test_acc is not None else float("nan"),
         "train acc": hist.train_acc[-1] if hist.train_acc else float("nan"),
         "s/epoch (as run)": sum(hist.seconds) / max(len(hist.seconds), 1),
         "s/epoch (end to end, est.)": e2e,
@@ -218,10 +221,10 @@ def compare_strategies(
     """Run each strategy on the same images for the same epochs; (DataFrame, {name: History})."""
     import pandas as pd
 
-    pair = loaders.make_loaders(cfg, augment=False)
+    loader_set = loaders.make_loaders(cfg, augment=False)
     rows, histories = [], {}
     for s in strategies:
-        row, hist, _ = run_strategy(cfg, s, epochs, head_epochs, pair, time_steps, progress, log)
+        row, hist, _ = run_strategy(cfg, s, epochs, head_epochs, loader_set, time_steps, progress, log)
         row = {"image size": cfg.image_size, **row}
         rows.append(row)
         histories[s.name] = hist
@@ -304,30 +307,32 @@ def weight_change_by_stage(before: Mapping[str, torch.Tensor], model: nn.Module)
 def fit_with_loss(
     model: nn.Module,
     train_loader,
-    test_loader,
+    val_loader,
     epochs: int,
     lr: float,
     criterion: nn.Module,
     kind: str = "adam",
+    test_loader=None,
 ) -> train.History:
-    """``train.fit`` at a constant rate with any loss (label smoothing, class weights); test loss stays plain CE."""
+    """``train.fit`` at a constant rate with any loss (label smoothing, class weights); val/test loss stay plain CE."""
     opt = train.make_optimizer(model, lr, kind)
     constant = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     return train.fit(
         model,
         train_loader,
-        test_loader,
+        val_loader,
         epochs,
         optimizer=opt,
         scheduler=constant,
         criterion=criterion,
         options=train.FitOptions(progress=False, log=None),
+        test_loader=test_loader,
     )
 
 
 def fit_head(
     train_feats: features.Features,
-    test_feats: features.Features,
+    val_feats: features.Features | None,
     epochs: int,
     lr: float,
     criterion: nn.Module | None = None,
@@ -335,15 +340,20 @@ def fit_head(
     num_classes: int = 10,
     batch_size: int = config.BATCH_SIZE,
     seed: int = 0,
+    test_feats: features.Features | None = None,
 ) -> tuple[nn.Linear, train.History]:
     """A new linear head trained on cached features with any loss and optimizer (notebook 06).
 
-    The head's initial weights come from ``seed`` without touching the global random state, so
-    runs that differ only in loss or optimizer start from the same head.
+    Its epoch is chosen on ``val_feats``; ``test_feats``, when given, is scored once at the end. The head's
+    initial weights come from ``seed`` without touching the global random state, so runs that differ only
+    in loss or optimizer start from the same head.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = nn.Linear(train_feats.x.shape[-1], num_classes).to(train_feats.x.device)
-    ftr, fte = features.feature_loaders(train_feats, test_feats, batch_size, str(train_feats.x.device), seed)
-    hist = fit_with_loss(head, ftr, fte, epochs, lr, criterion or nn.CrossEntropyLoss(), kind)
+    device = str(train_feats.x.device)
+    ftr, fval, fte = features.feature_loaders(
+        train_feats, val_feats, test_feats, batch_size=batch_size, device=device, seed=seed
+    )
+    hist = fit_with_loss(head, ftr, fval, epochs, lr, criterion or nn.CrossEntropyLoss(), kind, test_loader=fte)
     return head, hist

@@ -9,6 +9,7 @@ and ``benchmarks/`` measure against.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -104,15 +105,28 @@ def set_epoch(loader, epoch: int) -> None:
             obj.set_epoch(epoch)
 
 
-def make_loaders(cfg: Config, augment: bool = True, root=None) -> tuple[TensorLoader, TensorLoader]:
+class LoaderSet(NamedTuple):
+    """The three loaders of a run: ``train`` (shuffled, augmented), ``val`` (chooses epochs; None when
+    ``cfg.val_size`` is 0) and ``test`` (the final figure)."""
+
+    train: TensorLoader
+    val: TensorLoader | None
+    test: TensorLoader
+
+
+def make_loaders(cfg: Config, augment: bool = True, root=None) -> LoaderSet:
     """The course's fast loaders: decoded images on ``cfg.device``, the reference augmentation batched."""
-    train, test = data.load_datasets(cfg, root)
+    splits = data.load_datasets(cfg, root)
     mean, std = models.normalization(cfg.backbone)
     kw = dict(batch_size=cfg.batch_size, device=cfg.device, seed=cfg.seed)
     tf = dict(image_size=cfg.image_size, mean=mean, std=std, padding=cfg.crop_padding, jitter=cfg.jitter)
-    return (
-        TensorLoader(train.images, train.labels, shuffle=True, **kw, transform=BatchTransform(augment, **tf)),
-        TensorLoader(test.images, test.labels, shuffle=False, **kw, transform=BatchTransform(False, **tf)),
+    clean = BatchTransform(False, **tf)
+    return LoaderSet(
+        TensorLoader(
+            splits.train.images, splits.train.labels, shuffle=True, **kw, transform=BatchTransform(augment, **tf)
+        ),
+        TensorLoader(splits.val.images, splits.val.labels, **kw, transform=clean) if len(splits.val) else None,
+        TensorLoader(splits.test.images, splits.test.labels, **kw, transform=clean),
     )
 
 
@@ -148,20 +162,29 @@ class FileDataset(Dataset):
         return (self.transform(img) if self.transform else img), self.labels[i]
 
 
+def _profile_indices(split: str, labels: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """The images :func:`make_loaders` trains or tests on (the validation slice is never trained on)."""
+    return (
+        data.holdout_indices(labels, cfg)[0]
+        if split == "train"
+        else data.subset_indices(labels, cfg.test_size, cfg.seed)
+    )
+
+
 def make_torch_loaders(cfg: Config, root=None, augment: bool = True) -> tuple[DataLoader, DataLoader]:
     """The reference pipeline: a DataLoader decoding files (or arrays) and transforming per image."""
     mean, std = models.normalization(cfg.backbone)
     kind, _ = data.locate_cifar10(root, cfg)
     loaders = []
-    for split, n, train in (("train", cfg.train_size, True), ("test", cfg.test_size, False)):
+    for split, train in (("train", True), ("test", False)):
         tf = reference_transform(train and augment, cfg.image_size, mean, std, cfg.crop_padding, cfg.jitter)
         if kind == "folder":
             files, labels = data.list_image_files(split, root, cfg)
-            idx = data.subset_indices(torch.tensor(labels), n, cfg.seed).tolist()
+            idx = _profile_indices(split, torch.tensor(labels), cfg).tolist()
             ds = FileDataset([files[i] for i in idx], [labels[i] for i in idx], tf)
         else:
             arr = data.load_split(split, root, cfg)
-            ds = ArrayDataset(arr.subset(data.subset_indices(arr.labels, n, cfg.seed)), tf)
+            ds = ArrayDataset(arr.subset(_profile_indices(split, arr.labels, cfg)), tf)
         # Under torchrun each rank reads its shard; fit calls the sampler's set_epoch for each epoch's shuffle.
         sampler = DistributedSampler(ds, shuffle=train, seed=cfg.seed) if distributed.get_world_size() > 1 else None
         loaders.append(

@@ -85,14 +85,14 @@ def show_images(
 
 
 def plot_history(histories: Mapping[str, object], title: str = "Training curves"):
-    """Loss and accuracy per epoch for one or more ``train.History`` (train dashed, test solid)."""
+    """Loss and accuracy per epoch for one or more ``train.History`` (train dashed, validation solid)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(2 * SIZE[0], SIZE[1]))
     for i, (name, h) in enumerate(histories.items()):
         color = sns.color_palette("deep")[i % 10]
         ax_loss.plot(h.epoch, h.train_loss, "--", color=color, label=f"{name} train")
-        ax_loss.plot(h.epoch, h.test_loss, "-o", color=color, label=f"{name} test", ms=4)
+        ax_loss.plot(h.epoch, h.val_loss, "-o", color=color, label=f"{name} val", ms=4)
         ax_acc.plot(h.epoch, np.array(h.train_acc) * 100, "--", color=color, label=f"{name} train")
-        ax_acc.plot(h.epoch, np.array(h.test_acc) * 100, "-o", color=color, label=f"{name} test", ms=4)
+        ax_acc.plot(h.epoch, np.array(h.val_acc) * 100, "-o", color=color, label=f"{name} val", ms=4)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     ax_acc.legend(fontsize=8)

@@ -75,7 +75,8 @@ def clean_loaders(
 
     ``mean``/``std`` default to the backbone's own normalization (:func:`models.normalization`).
     """
-    train, test = data.load_datasets(cfg)
+    splits = data.load_datasets(cfg)
+    train, test = splits.train, splits.test
     default_mean, default_std = models.normalization(cfg.backbone)
     tf = augment.BatchTransform(
         False, image_size or cfg.image_size, default_mean if mean is None else mean, default_std if std is None else std

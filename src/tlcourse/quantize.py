@@ -159,7 +159,7 @@ def quantize_static_onnx(
 
 def calibration_images(cfg, meta: ModelMeta, n: int = 256) -> torch.Tensor:
     """``n`` class-balanced training images, preprocessed like test images, for static INT8."""
-    train, _ = data.load_datasets(cfg)
+    train = data.load_datasets(cfg).train
     idx = data.subset_indices(train.labels, n, cfg.seed + 1)
     tf = augment.BatchTransform(False, meta.image_size, meta.mean, meta.std)
     return tf(train.images[idx].clone())

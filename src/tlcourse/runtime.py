@@ -58,10 +58,10 @@ def describe_device(device: str) -> str:
 
 def describe(cfg: config.Config) -> str:
     """One banner line: profile, device and precision, data, backbone, sizes, threads."""
-    n_train = "all" if cfg.train_size is None else f"{cfg.train_size:,}"
+    n_train = "the rest" if cfg.train_size is None else f"{cfg.train_size:,}"
     n_test = "all" if cfg.test_size is None else f"{cfg.test_size:,}"
     line = (
-        f"tlcourse | profile={cfg.profile} ({n_train} train / {n_test} test, "
+        f"tlcourse | profile={cfg.profile} ({n_train} train / {cfg.val_size:,} val / {n_test} test, "
         f"{cfg.epochs}+{cfg.finetune_epochs} epochs) | device={describe_device(cfg.device)} | "
         f"data={data.describe_source(cfg)} | "
         f"backbone={cfg.backbone} (frozen body on {engine.describe_engine(cfg.device)}) | "

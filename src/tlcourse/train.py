@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from torch import nn
 
 from . import checkpoint, config, devices, distributed, loaders, models, training_state
 from .checkpoint import ModelMeta
+from .errors import CheckpointError
+from .tracking import BestModelFile, BestWeights, EarlyStopping, ProgressReport
 
 
 @dataclass
@@ -20,36 +23,46 @@ class EpochResult:
     accuracy: float
 
 
+NO_VALIDATION = EpochResult(float("nan"), float("nan"))  # fit without a val_loader: nothing to choose by
+
+
 @dataclass
 class History:
-    """Per-epoch numbers from :func:`fit`; ``to_frame()`` gives a table."""
+    """Per-epoch numbers from :func:`fit` (``to_frame()`` gives a table) and the test set's, measured once at the end.
+
+    Epochs are chosen on the validation columns (``val_*``); ``test_loss``/``test_acc`` stay None unless
+    ``fit`` was given a ``test_loader``, which it evaluates once, after the last epoch.
+    """
 
     epoch: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
-    test_loss: list[float] = field(default_factory=list)
-    test_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
     interrupted: bool = False
+    test_loss: float | None = None
+    test_acc: float | None = None
 
-    columns = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")  # not a field
+    columns = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")  # not a field
 
     @property
-    def best_acc(self) -> float:
-        return max(self.test_acc) if self.test_acc else float("nan")
+    def best_val_acc(self) -> float:
+        return self.val_acc[self.best_epoch - 1] if self.best_epoch else float("nan")
 
     @property
     def epochs_done(self) -> int:
         return self.epoch[-1] if self.epoch else 0
 
-    def record(self, epoch: int, tr: EpochResult, te: EpochResult, lr: float, seconds: float) -> None:
-        """Append one epoch's row; it becomes ``best_epoch`` when its test accuracy is the highest so far."""
-        for name, value in zip(self.columns, (epoch, tr.loss, tr.accuracy, te.loss, te.accuracy, lr, seconds)):
+    def record(self, epoch: int, tr: EpochResult, val: EpochResult, lr: float, seconds: float) -> None:
+        """Append one epoch's row; it becomes ``best_epoch`` when its validation accuracy is the highest so far
+        (every epoch does when there is no validation set: NaN, and the last epoch is the one kept)."""
+        for name, value in zip(self.columns, (epoch, tr.loss, tr.accuracy, val.loss, val.accuracy, lr, seconds)):
             getattr(self, name).append(value)
-        if te.accuracy >= self.best_acc:
+        if math.isnan(val.accuracy) or val.accuracy >= max(a for a in self.val_acc if not math.isnan(a)):
             self.best_epoch = epoch
 
     def to_frame(self):
@@ -184,83 +197,30 @@ class FitOptions:
     resume: bool = False  # continue from checkpoint_path when it exists
     meta: ModelMeta | None = None  # with checkpoint_path: the best epoch's model file (checkpoint.best_path)
     whole_model: nn.Module | None = None  # what that file holds when the model trained is only its suffix
-    patience: int | None = None  # stop after this many epochs without a lower test loss
+    patience: int | None = None  # stop after this many epochs without a lower validation loss
+    restore_best: bool = True  # end with the weights of the best epoch on validation (needs a val_loader)
     progress: bool = True  # progress bars
     log: Callable[[str], None] | None = print  # one line per epoch; None: silent
     desc: str = ""  # prefix of those lines and bars, e.g. "[head] "
     sync_bn: bool = False  # under torchrun: SyncBatchNorm for trainable BatchNorm (CUDA only)
 
 
-@dataclass
-class EarlyStopping:
-    """Stop after ``patience`` epochs without a lower test loss (``None``: never)."""
-
-    patience: int | None = None
-    best_loss: float = float("inf")
-    bad_epochs: int = 0
-
-    def update(self, test_loss: float) -> bool:
-        """Count one epoch's test loss; True when training should stop."""
-        self.bad_epochs = 0 if test_loss < self.best_loss else self.bad_epochs + 1
-        self.best_loss = min(self.best_loss, test_loss)
-        return self.patience is not None and self.bad_epochs >= self.patience
-
-
-@dataclass
-class BestModelFile:
-    """Writes ``model`` as a model file to ``path`` after each epoch that the history marks best."""
-
-    path: Path | None
-    model: nn.Module
-    meta: ModelMeta | None
-
-    def update(self, history: History) -> None:
-        if self.path and self.meta and history.best_epoch == history.epochs_done:
-            checkpoint.save_model(self.path, self.model, self.meta)
-
-
-@dataclass
-class ProgressReport:
-    """The lines :func:`fit` writes through ``log`` (None: silent) and the labels of its progress bars."""
-
-    log: Callable[[str], None] | None
-    desc: str
-    epochs: int
-
-    def say(self, line: str) -> None:
-        if self.log:
-            self.log(line)
-
-    def bar_label(self, epoch: int) -> str:
-        return f"{self.desc}epoch {epoch + 1}/{self.epochs}"
-
-    def epoch_done(self, h: History) -> None:
-        self.say(
-            f"{self.desc}epoch {h.epochs_done:>2}/{self.epochs}  train loss {h.train_loss[-1]:.3f} "
-            f"acc {h.train_acc[-1]:6.2%}  test loss {h.test_loss[-1]:.3f} acc {h.test_acc[-1]:6.2%}  "
-            f"lr {h.lr[-1]:.1e}  {h.seconds[-1]:.1f}s"
-        )
-
-    def interrupted(self, epoch: int, state_path: Path | None) -> None:
-        """Ctrl-C during ``epoch`` (counted from 0): say where the last saved state is, if anywhere."""
-        if state_path is None:
-            where = ""
-        elif epoch > 0 and state_path.exists():
-            where = f"; the state after epoch {epoch} is in {state_path}, resume with resume=True (--resume)"
-        else:
-            where = "; nothing was saved yet"
-        self.say(f"interrupted during epoch {epoch + 1}{where}")
-
-
 def resume_history(state: training_state.TrainingStateFile, patience: int | None, report: ProgressReport):
-    """Restore the run from ``state`` and return its history and early-stopping counters; fresh ones without a file."""
+    """Restore the run from ``state``: history, early-stopping counters, best weights; fresh ones without a file."""
     saved = state.load()
     if saved is None:
         if state.path:
             report.say(f"nothing to resume at {state.path}; starting at epoch 1")
-        return History(), EarlyStopping(patience)
+        return History(), EarlyStopping(patience), BestWeights(state.model)
+    if not {"val_loss", "val_acc"} <= saved.history.keys():
+        raise CheckpointError(
+            f"{state.path} was written by an older tlcourse that chose epochs on the test set; "
+            "start again without resume (--resume), or delete the file"
+        )
     report.say(f"resumed from {state.path} after epoch {saved.epoch}")
-    return History(**saved.history), EarlyStopping(patience, saved.best_loss, saved.bad_epochs)
+    history = History(**saved.history)
+    best = BestWeights(state.model, saved.best_model, history.best_epoch if saved.best_model is not None else None)
+    return history, EarlyStopping(patience, saved.best_loss, saved.bad_epochs), best
 
 
 # ---------------------------------------------------------------- fit
@@ -269,19 +229,22 @@ def resume_history(state: training_state.TrainingStateFile, patience: int | None
 def fit(
     model: nn.Module,
     train_loader,
-    test_loader,
+    val_loader,
     epochs: int,
     lr: float = config.LR_HEAD,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler=None,
     criterion: nn.Module | None = None,
     options: FitOptions | None = None,
+    test_loader=None,
 ) -> History:
-    """Train for ``epochs``, evaluating after each; Adam at ``lr`` and StepLR(STEP_SIZE, GAMMA) by default.
+    """Train for ``epochs``, choosing and early-stopping on ``val_loader``; then evaluate ``test_loader`` once.
 
-    ``options`` (:class:`FitOptions`): device, precision, checkpoints, resume, early stopping, reporting. A
-    ``OneCycleLR`` is stepped every batch, any other scheduler once per epoch; Ctrl-C returns the history so far.
-    Under torchrun the steps run through DistributedDataParallel and only rank 0 reports and writes files.
+    Adam at ``lr`` and StepLR(STEP_SIZE, GAMMA) by default. ``options`` (:class:`FitOptions`): device, precision,
+    checkpoints, resume, early stopping, keeping the best epoch, reporting. A ``OneCycleLR`` is stepped every
+    batch, any other scheduler once per epoch; Ctrl-C returns the history so far. Without ``val_loader`` the
+    training numbers fill the ``val_*`` columns and the last epoch is kept. Under torchrun the steps run
+    through DistributedDataParallel and only rank 0 reports and writes files.
     """
     opts = options or FitOptions()
     main = distributed.is_main_process()
@@ -301,8 +264,10 @@ def fit(
     report = ProgressReport(opts.log if main else None, opts.desc, epochs)
     if opts.resume:
         distributed.barrier()  # every rank restores the state rank 0 wrote
-    history, stopping = (
-        resume_history(state, opts.patience, report) if opts.resume else (History(), EarlyStopping(opts.patience))
+    history, stopping, keep = (
+        resume_history(state, opts.patience, report)
+        if opts.resume
+        else (History(), EarlyStopping(opts.patience), BestWeights(model))
     )
     epoch = history.epochs_done
     try:
@@ -320,22 +285,33 @@ def fit(
                 desc=report.bar_label(epoch),
                 batch_scheduler=batch_scheduler,
             )
-            te = evaluate(eval_model, test_loader, amp=opts.amp) if test_loader is not None else tr
+            val = evaluate(eval_model, val_loader, amp=opts.amp) if val_loader is not None else NO_VALIDATION
             if batch_scheduler is None:
                 scheduler.step()
-            history.record(epoch + 1, tr, te, lr_now, time.perf_counter() - t0)
-            stop = stopping.update(te.loss)  # the same on every rank: all evaluate the whole test set
+            history.record(epoch + 1, tr, val, lr_now, time.perf_counter() - t0)
+            # the same on every rank: all evaluate the whole validation set
+            stop = val_loader is not None and stopping.update(val.loss)
             report.epoch_done(history)
+            if opts.restore_best and val_loader is not None:
+                keep.update(history)
             if main:
                 best.update(history)
-                state.save(history, stopping)
+                state.save(history, stopping, keep.state)
             if stop:
                 history.stopped_early = True
                 report.say(
-                    f"early stop: test loss has not improved for {opts.patience} epochs (best {stopping.best_loss:.3f})"
+                    f"early stop: validation loss has not improved for {opts.patience} epochs "
+                    f"(best {stopping.best_loss:.3f})"
                 )
                 break
     except KeyboardInterrupt:
         history.interrupted = True
         report.interrupted(epoch, path)
+        return history
+    if opts.restore_best and val_loader is not None:
+        keep.restore(history, report)
+    if test_loader is not None:  # the first and only time the test set is seen
+        te = evaluate(eval_model, test_loader, amp=opts.amp)
+        history.test_loss, history.test_acc = te.loss, te.accuracy
+        report.tested(history)
     return history

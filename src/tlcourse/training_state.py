@@ -23,6 +23,7 @@ class TrainingProgress:
     history: dict  # train.History as a dict (dataclasses.asdict)
     best_loss: float
     bad_epochs: int
+    best_model: dict | None = None  # the best epoch's weights so far (train.FitOptions.restore_best)
 
 
 def save_training_state(
@@ -72,7 +73,9 @@ def load_training_state(
         ) from None
     if loader_generator is not None and "loader_rng" in state:
         loader_generator.set_state(state["loader_rng"])
-    return TrainingProgress(state["epoch"], state["history"], state["best_loss"], state["bad_epochs"])
+    return TrainingProgress(
+        state["epoch"], state["history"], state["best_loss"], state["bad_epochs"], state.get("best_model")
+    )
 
 
 @dataclass
@@ -85,10 +88,13 @@ class TrainingStateFile:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loader_generator: torch.Generator | None = None  # a DataLoader's shuffle generator
 
-    def save(self, history, stopping) -> None:
-        """Write the state after an epoch: ``history`` (a ``train.History``) and early stopping's counters."""
+    def save(self, history, stopping, best_model: dict | None = None) -> None:
+        """Write the state after an epoch: ``history`` (a ``train.History``), early stopping's counters and
+        the best epoch's weights (``best_model``, a state dict) when they are kept."""
         if self.path:
-            progress = TrainingProgress(history.epochs_done, asdict(history), stopping.best_loss, stopping.bad_epochs)
+            progress = TrainingProgress(
+                history.epochs_done, asdict(history), stopping.best_loss, stopping.bad_epochs, best_model
+            )
             save_training_state(self.path, self.model, self.optimizer, self.scheduler, progress, self.loader_generator)
 
     def load(self) -> TrainingProgress | None:

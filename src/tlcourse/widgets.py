@@ -39,7 +39,7 @@ def augment_preview(
 def augmentation_explorer(images, labels=None, classes=None, ncols: int = 8, max_jitter: float = 0.6):
     """Sliders for brightness, contrast, saturation and crop padding plus a flip toggle, redrawing a grid.
 
-    ``images``: (N, 3, 32, 32) uint8, e.g. ``data.load_datasets(cfg)[0].images[:16]``. The seed's
+    ``images``: (N, 3, 32, 32) uint8, e.g. ``data.load_datasets(cfg).train.images[:16]``. The seed's
     ColorJitter(0.2, 0.2, 0.2) draws each factor from [0.8, 1.2]; the sliders go further so the
     effect is easy to see. Returns the widget; display it as a cell's last line.
     """
@@ -138,7 +138,7 @@ def prediction_explorer(
 ):
     """Pick a test image by index (or upload a photo): top-k probability bars and a Grad-CAM overlay.
 
-    ``test_images``: an ``ImageArrays`` (``data.load_datasets(cfg)[1]``); ``transform`` as in
+    ``test_images``: an ``ImageArrays`` (``data.load_datasets(cfg).test``); ``transform`` as in
     :func:`explain_prediction`. Returns the widget; display it as a cell's last line.
     """
     import ipywidgets as w
