@@ -80,3 +80,24 @@ def test_cached_training_saves_the_whole_model_as_best(tmp_path):
     best = ImageClassifier.from_checkpoint(tmp_path / "run.best.pt", device="cpu")
     for (name, a), b in zip(clf.model.state_dict().items(), best.model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_fit_cached_without_an_evaluation_loader_caches_unaugmented_training_images(tmp_path, monkeypatch):
+    """A fixed schedule (the recipes' head phase) passes no val or test loader: the cache must still be clean."""
+    from tlcourse import config
+
+    seen = []
+    real = features.extract
+
+    def spy(prefix, loader, *a, **k):
+        seen.append(loader.transform)
+        return real(prefix, loader, *a, **k)
+
+    monkeypatch.setattr(features, "extract", spy)
+    cfg = config.get_config("smoke", device="cpu", cache_dir=tmp_path)
+    tr, _ = _loaders(n=16)
+    model = models.build_model("efficientnet_lite0", pretrained=False)
+    quiet = train.FitOptions(progress=False, log=None)
+    features.fit_cached(model, "fc", tr, None, epochs=1, lr=1e-3, cfg=cfg, options=quiet)
+    assert len(seen) == 1 and seen[0].augment is False and tr.transform.augment is True
+    assert (seen[0].image_size, seen[0].mean.tolist()) == (tr.transform.image_size, tr.transform.mean.tolist())

@@ -60,6 +60,11 @@ class BatchTransform(torch.nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
+    def without_augmentation(self) -> BatchTransform:
+        """The same resize and normalization, no augmentation: what evaluation applies."""
+        mean, std = self.mean.flatten().tolist(), self.std.flatten().tolist()
+        return BatchTransform(False, self.image_size, mean, std, self.padding, self.jitter).to(self.mean.device)
+
     def extra_repr(self) -> str:
         return (
             f"augment={self.augment}, image_size={self.image_size}, padding={self.padding}, "

@@ -19,6 +19,7 @@ from torch import nn
 
 from . import checkpoint, config, devices, distributed, models, train
 from . import engine as engines  # the name ``engine`` is extract's option
+from .augment import BatchTransform
 from .config import Config, default_cache_dir
 from .loaders import TensorLoader
 
@@ -177,9 +178,11 @@ def feature_loaders(
     )
 
 
-def without_augmentation(train_loader: TensorLoader, clean_loader: TensorLoader) -> TensorLoader:
-    """The training images in order, through ``clean_loader``'s (non-augmenting) transform."""
-    return train_loader.replace(shuffle=False, drop_last=False, transform=clean_loader.transform)
+def without_augmentation(train_loader: TensorLoader, clean_loader: TensorLoader | None = None) -> TensorLoader:
+    """The training images in order, through ``clean_loader``'s (non-augmenting) transform, or without one
+    through the training transform with its augmentation turned off."""
+    clean = clean_loader.transform if clean_loader is not None else train_loader.transform.without_augmentation()
+    return train_loader.replace(shuffle=False, drop_last=False, transform=clean)
 
 
 def fit_cached(
@@ -206,10 +209,13 @@ def fit_cached(
     options = options or train.FitOptions()
     models.freeze_until(model, at)
     prefix, suffix = models.split_model(model, at)
-    clean = next(x for x in (val_loader, test_loader, train_loader) if x is not None)
-    size = next(iter(clean))[0].shape[-1]
+    clean = val_loader if val_loader is not None else test_loader  # None: the training transform, unaugmented
+    size = next(iter(clean if clean is not None else train_loader))[0].shape[-1]
     dtype = torch.float16 if at != "fc" and size >= 96 else torch.float32  # halves a >1 GB cache
-    if augment_views == 0 and isinstance(train_loader, TensorLoader) and isinstance(clean, TensorLoader):
+    unaugmentable = isinstance(clean, TensorLoader) or isinstance(
+        getattr(train_loader, "transform", None), BatchTransform
+    )
+    if augment_views == 0 and isinstance(train_loader, TensorLoader) and unaugmentable:
         train_loader = without_augmentation(train_loader, clean)
     views = max(augment_views, 1)
 
